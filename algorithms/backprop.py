@@ -1,0 +1,52 @@
+"""`backprop`: ordinary end-to-end backpropagation on one worker, the reference for every method.
+
+Each iteration: forward the whole batch through all blocks, backpropagate the mean loss, take
+one optimizer step. Every other algorithm is measured against this one: speed-ups divide its time
+per iteration, and the exact methods must reproduce its parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.config import OptimizerSpec, RunSpec
+from mpbench.errors import ConfigError
+from mpbench.optim import make_optimizer, set_lr
+from models.blocks import BlockModel, EvalTotals
+
+
+class Backprop(Algorithm):
+    @classmethod
+    def check(cls, run: RunSpec) -> None:
+        if run.gpus != 1:
+            raise ConfigError(f"algorithm=backprop runs on one worker, got gpus={run.gpus}; "
+                              f"use algorithm=data_parallel for {run.gpus} workers")
+
+    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings):
+        super().__init__(model, worker, optimizer, settings)
+        self.model = model
+        self.optimizer = make_optimizer(model.parameters(), optimizer)
+
+    def batch_rows(self, batch_size: int) -> slice | None:
+        return slice(0, batch_size)
+
+    def train_step(self, inputs, targets, lr) -> StepLoss:
+        set_lr(self.optimizer, lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.model.loss(self.model(inputs), targets)
+        loss.backward()
+        self.optimizer.step()
+        return StepLoss(loss.item(), len(targets))
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> EvalTotals:
+        self.model.eval()
+        totals = EvalTotals()
+        for inputs, targets in batches:
+            totals += self.model.eval_totals(self.model(inputs), targets)
+        self.model.train()
+        return totals

@@ -1,0 +1,144 @@
+"""The 11-conv VGG-like network and the local critics of Local Critic Training.
+
+Lee & Lee, "Local Critic Training of Deep Neural Networks" (ICLR 2019 submission, arXiv
+1805.01128, IJCNN 2019), Fig. 2a: a "VGG-like CNN with BN and ReLU, identical to Czarnecki et
+al. (2017)". The exact layers are a reconstruction (docs/algorithms/local_critic.md §7, from a
+commented-out block of the authors' TensorFlow code) that reproduces every count of the paper's
+Table 5 under the counting rule below:
+
+    conv3x3 widths 64, 64 | 128, 128, 128 | 256, 256, 256 | 512, 512, 512
+    each conv without bias, then BN, then ReLU; stride 2 on the first conv of the last three stages
+    (32 -> 16 -> 8 -> 4 on CIFAR); flatten 4x4x512 -> one fully connected layer; no pooling.
+
+Blocks: one per conv layer (11), then the FC head: 12 blocks, so that a critic "after conv k"
+is attached to the output of block k - 1.
+
+Critic (paper: one conv layer plus an output FC layer; details from the authors' code): conv3x3
+with 128 filters and bias, ReLU, flatten, linear to the classes; no pooling, no BN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mpbench.data.base import DataInfo
+from models.blocks import BlockModel
+
+WIDTHS = (64, 64, 128, 128, 128, 256, 256, 256, 512, 512, 512)
+STRIDES = (1, 1, 2, 1, 1, 2, 1, 1, 2, 1, 1)
+CRITIC_WIDTH = 128
+
+
+@dataclass(frozen=True)
+class LCVGGSettings:
+    """Defaults are the paper's network; `width_divisor` shrinks it for reduced-scale runs (§15)."""
+
+    width_divisor: int = 1  # every conv width is divided by this (must divide 64)
+    # The authors' TF code uses BN decay 0.997, i.e. PyTorch momentum 0.003, and epsilon 1e-5.
+    bn_momentum: float = 0.003
+    bn_eps: float = 1e-5
+
+    def __post_init__(self):
+        d = self.width_divisor
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1 or 64 % d != 0:
+            raise ValueError(f"lc_vgg width_divisor must be a positive divisor of 64 (1, 2, 4, ..., 64); "
+                             f"got {d!r}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"lc_vgg bn_momentum must be in (0, 1], got {self.bn_momentum!r}")
+        if not self.bn_eps > 0.0:
+            raise ValueError(f"lc_vgg bn_eps must be positive, got {self.bn_eps!r}")
+
+
+class ConvBNReLU(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, s: LCVGGSettings):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, eps=s.bn_eps, momentum=s.bn_momentum)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn(self.conv(x)))
+
+
+class Classifier(nn.Module):
+    """Flatten the last feature map and apply one fully connected layer (no pooling)."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(x, 1))
+
+
+def init_weights(module: nn.Module) -> None:
+    """Xavier (Glorot) uniform weights and zero biases, as the paper states (TF's default)."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def feature_shapes(settings: LCVGGSettings, data: DataInfo) -> list[tuple[int, int, int]]:
+    """(C, H, W) of the output of each of the 11 conv blocks, e.g. to size a critic after conv k."""
+    _, h, w = data.input_shape
+    shapes = []
+    for width, stride in zip(WIDTHS, STRIDES):
+        h, w = (h - 1) // stride + 1, (w - 1) // stride + 1  # 3x3 conv, padding 1
+        shapes.append((width // settings.width_divisor, h, w))
+    return shapes
+
+
+def build(settings: LCVGGSettings, data: DataInfo) -> BlockModel:
+    """[ConvBNReLU x 11, Classifier] for an image classification dataset (C, H, W)."""
+    if data.task != "classification":
+        raise ValueError(f"model lc_vgg needs a classification dataset; {data.name} is a {data.task} dataset")
+    if len(data.input_shape) != 3 or not data.num_classes:
+        raise ValueError(f"model lc_vgg needs images (C, H, W) and a class count; {data.name} has "
+                         f"input shape {data.input_shape} and {data.num_classes} classes")
+    shapes = feature_shapes(settings, data)
+    blocks: list[nn.Module] = []
+    c_in = data.input_shape[0]
+    for (c_out, _, _), stride in zip(shapes, STRIDES):
+        blocks.append(ConvBNReLU(c_in, c_out, stride, settings))
+        c_in = c_out
+    c, h, w = shapes[-1]
+    blocks.append(Classifier(c * h * w, data.num_classes))
+    for block in blocks:
+        block.apply(init_weights)
+    return BlockModel(blocks, task="classification")
+
+
+def make_critic(in_channels: int, spatial: int | tuple[int, int], num_classes: int,
+                width: int = CRITIC_WIDTH) -> nn.Sequential:
+    """The paper's local critic for a (in_channels, H, W) feature map: conv3x3 (bias) - ReLU - FC.
+
+    `spatial` is H (= W) or (H, W) of the feature map; `width` is the critic conv's filters.
+    """
+    h, w = (spatial, spatial) if isinstance(spatial, int) else spatial
+    critic = nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=True),  # stride 1, same padding
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(width * h * w, num_classes),
+    )
+    critic.apply(init_weights)
+    return critic
+
+
+def count_parameters_lc_rule(module: nn.Module) -> int:
+    """Table 5's "parameters": every trainable parameter (conv weights and biases, BN gamma and
+    beta, FC weight and bias), each counted once. BN running statistics are buffers, not counted."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def count_flop_lc_rule(module: nn.Module) -> int:
+    """Table 5's "FLOP": 2 x the number of conv and FC weights (biases and BN excluded).
+
+    This is the paper's accounting (local_critic.md §7), not the real cost of a forward pass,
+    which for the main network is hundreds of MFLOPs.
+    """
+    return 2 * sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))

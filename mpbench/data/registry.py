@@ -1,0 +1,153 @@
+"""The dataset registry: each name's settings and loader, and loading a dataset by name.
+
+`DATASETS[name]` is a `DatasetSpec` whose first element is the frozen settings dataclass (the
+config layer builds it from the `dataset` config group) and whose second is the loader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mpbench.data import layout
+from mpbench.data.base import Dataset
+from mpbench.data.checksums import EXPECTED
+from mpbench.data.decode_cache import default_cache_dir
+from mpbench.data.download import source_hint
+from mpbench.data.errors import DatasetError
+from mpbench.data.images import CIFAR10_FORMATS, load_cifar10, load_fashion_mnist
+from mpbench.data.text import load_ptb, load_tinyshakespeare, load_wikitext2
+
+DATA_DIR_ENV = "MPBENCH_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """Settings of a language-modelling dataset."""
+
+    seq_len: int = 128  # tokens per training and evaluation window
+
+    def __post_init__(self):
+        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or self.seq_len < 1:
+            raise ValueError(f"seq_len must be a positive integer, got {self.seq_len!r}")
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Settings of an image classification dataset."""
+
+    # Random crop + horizontal flip; None: the dataset's default (on for CIFAR-10, off for Fashion-MNIST).
+    augment: bool | None = None
+
+    def __post_init__(self):
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true, false or null (the dataset's default), "
+                             f"got {self.augment!r}")
+
+
+@dataclass(frozen=True)
+class Cifar10Settings(ImageSettings):
+    """CIFAR-10 settings: which copy of the data to read."""
+
+    format: str = "jpg"  # "jpg": the offline JPEG re-encode; "python": the official pickles
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.format not in CIFAR10_FORMATS:
+            raise ValueError(f"format must be one of {', '.join(CIFAR10_FORMATS)} (jpg: the offline JPEG "
+                             f"re-encode, python: the official pickles); got {self.format!r}")
+
+
+class DatasetSpec(NamedTuple):
+    """How to configure and load one dataset."""
+
+    settings_type: type
+    load: Callable[[Any, Path, int, Path], Dataset]  # (settings, data_dir, seed, cache_dir) -> dataset
+    files: Callable[[Any], list[str]]  # settings -> the files it reads, relative to data_dir
+
+
+def _text_spec(load: Callable[[Path, int, int], Dataset], files: list[str]) -> DatasetSpec:
+    """A language-modelling dataset: `load(data_dir, seq_len, seed)`; no decoded-data cache."""
+    def load_with_settings(settings: TextSettings, data_dir: Path, seed: int, cache_dir: Path) -> Dataset:
+        return load(data_dir, settings.seq_len, seed)
+
+    return DatasetSpec(TextSettings, load_with_settings, lambda settings: files)
+
+
+def _load_cifar10(settings: Cifar10Settings, data_dir: Path, seed: int, cache_dir: Path) -> Dataset:
+    return load_cifar10(data_dir, seed, format=settings.format, augment=settings.augment, cache_dir=cache_dir)
+
+
+def _cifar10_files(settings: Cifar10Settings) -> list[str]:
+    if settings.format == "jpg":
+        return list(layout.CIFAR10_JPG.values())
+    return [*layout.CIFAR10_PYTHON["train"], *layout.CIFAR10_PYTHON["test"]]
+
+
+def _load_fashion_mnist(settings: ImageSettings, data_dir: Path, seed: int, cache_dir: Path) -> Dataset:
+    return load_fashion_mnist(data_dir, seed, augment=settings.augment)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "tinyshakespeare": _text_spec(load_tinyshakespeare, [layout.TINYSHAKESPEARE]),
+    "wikitext2": _text_spec(load_wikitext2, list(layout.WIKITEXT2.values())),
+    "ptb": _text_spec(load_ptb, list(layout.PTB.values())),
+    "cifar10": DatasetSpec(Cifar10Settings, _load_cifar10, _cifar10_files),
+    "fashion_mnist": DatasetSpec(ImageSettings, _load_fashion_mnist,
+                                 lambda settings: list(layout.FASHION_MNIST.values())),
+}
+
+
+def _spec_and_settings(name: str, settings: Any) -> tuple[DatasetSpec, Any]:
+    """The registry entry for `name` and its settings (the defaults when `settings` is None)."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    spec = DATASETS[name]
+    if settings is None:
+        return spec, spec.settings_type()
+    if type(settings) is not spec.settings_type:
+        raise TypeError(f"dataset {name!r} takes {spec.settings_type.__name__}, got {type(settings).__name__}")
+    return spec, settings
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    """`data_dir`, or $MPBENCH_DATA_DIR when it is None."""
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV)
+        if not data_dir:
+            raise DatasetError(f"no data directory: pass data_dir= or set {DATA_DIR_ENV} to a folder with one "
+                               "subfolder per dataset (e.g. wikitext-2/, like shared/datasets)")
+    return Path(data_dir).expanduser()
+
+
+def check_present(name: str, settings: Any, data_dir: str | Path | None) -> None:
+    """Raise DatasetError unless every file dataset `name` reads exists (no hashing: cheap).
+
+    Meant for the launcher, before it starts workers that would each fail on a missing file.
+    """
+    spec, settings = _spec_and_settings(name, settings)
+    data_dir = resolve_data_dir(data_dir)
+    missing = [relative for relative in spec.files(settings) if not (data_dir / relative).is_file()]
+    if missing:
+        first = EXPECTED[missing[0]]
+        others = f" and {len(missing) - 1} more file(s) of {name}" if len(missing) > 1 else ""
+        raise DatasetError(f"missing dataset file {data_dir / missing[0]} (expected {first.describe()} "
+                           f"{first.hexdigest}){others}; {source_hint(missing[0])}")
+
+
+def load_dataset(name: str, settings: Any, data_dir: str | Path | None, seed: int,
+                 cache_dir: str | Path | None = None) -> Dataset:
+    """Load dataset `name` with `settings` (None: defaults) from `data_dir` (None: $MPBENCH_DATA_DIR).
+
+    Every file is checked against its pinned checksum (once per process). Decoded images are
+    cached in `cache_dir` (None: `$XDG_CACHE_HOME/mpbench` or `~/.cache/mpbench`). Raises
+    DatasetError, with one line, for an unknown name or a missing or corrupt file.
+    """
+    spec, settings = _spec_and_settings(name, settings)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
+    return spec.load(settings, resolve_data_dir(data_dir), seed, cache_dir)

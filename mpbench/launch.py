@@ -1,0 +1,158 @@
+"""Start the workers of one run, wait for them, and write the run's summary.
+
+Two ways in, one set of records:
+- `python run.py ...`: this process spawns `gpus` worker processes joined through a TCPStore it
+  holds, waits for them, and merges their reports into summary.json;
+- `torchrun --nproc-per-node=N run.py ...`: torchrun started the workers; each joins the existing
+  group (env://), and rank 0 merges the reports.
+
+No wait is unbounded: group creation, collectives and point-to-point receives use the run's
+`timeout_s`, and a worker that dies takes the others down through torch.multiprocessing, which
+terminates the rest. Ctrl-C terminates every worker before this process exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from mpbench.config import RunSpec
+from mpbench.errors import ConfigError
+from mpbench.records import atomic_write_json, environment_record, read_json, worker_report_path
+from mpbench.topology import Topology
+from mpbench.worker import Rendezvous, run_worker
+
+REPO = Path(__file__).resolve().parents[1]
+GRACE_S = 5.0  # after SIGTERM, how long a worker may take to exit before SIGKILL
+
+
+def started_by_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def torchrun_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def launch(spec: RunSpec, topology: Topology, run_dir: Path, config: dict) -> dict:
+    """Run one training run to the end and return its summary (also written to summary.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    if started_by_torchrun():
+        world = int(os.environ["WORLD_SIZE"])
+        if world != topology.workers:
+            raise ConfigError(f"gpus={topology.workers} but torchrun started {world} processes; "
+                              f"pass gpus={world} or --nproc-per-node={topology.workers}")
+        return _join_torchrun(spec, topology, run_dir, config, started)
+    return _spawn(spec, topology, run_dir, config, started)
+
+
+def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float) -> dict:
+    from datetime import timedelta
+
+    # The store lives in this process, so it outlives any worker that crashes.
+    store = dist.TCPStore("127.0.0.1", 0, topology.workers + 1, is_master=True,
+                          timeout=timedelta(seconds=spec.timeout_s), wait_for_workers=False)
+    rendezvous = Rendezvous("127.0.0.1", store.port)
+    context = mp.start_processes(run_worker, args=(spec, topology, run_dir, rendezvous, config),
+                                 nprocs=topology.workers, join=False, start_method="spawn")
+    launcher_error = None
+    try:
+        while not context.join(timeout=0.5):
+            pass
+    except mp.ProcessRaisedException as err:
+        launcher_error = f"rank {err.error_index} raised"
+    except mp.ProcessExitedException as err:
+        launcher_error = f"rank {err.error_index} exited with code {err.exit_code}"
+    except BaseException:  # Ctrl-C or anything else here: no worker may outlive this process
+        _terminate(context.processes)
+        summary = compose_summary(spec, topology, run_dir, started,
+                                  launcher_error="interrupted (Ctrl-C) before the run finished")
+        atomic_write_json(run_dir / "summary.json", summary)
+        raise
+    finally:
+        _terminate(context.processes)
+    summary = compose_summary(spec, topology, run_dir, started, launcher_error=launcher_error)
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _terminate(processes) -> None:
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        p.terminate()
+    deadline = time.time() + GRACE_S
+    for p in alive:
+        p.join(timeout=max(0.0, deadline - time.time()))
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+
+
+def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float) -> dict:
+    rank = torchrun_rank()
+    try:
+        run_worker(rank, spec, topology, run_dir, Rendezvous(), config)
+        error = None
+    except Exception as err:  # recorded in this rank's report; rank 0 still writes the summary
+        error = f"rank {rank} raised {type(err).__name__}"
+    if rank != 0:
+        if error:
+            raise SystemExit(1)
+        return {}
+    if error:
+        time.sleep(2.0)  # let the failing peer finish writing its report
+    summary = compose_summary(spec, topology, run_dir, started, launcher_error=error)
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: float,
+                    launcher_error: str | None = None) -> dict:
+    """Merge the workers' reports into one record of the run.
+
+    Status: `failed` if any worker failed or left no report (the earliest failure is the
+    cause), else `diverged` if the loss became non-finite, else `ok`.
+    """
+    reports = {}
+    for rank in range(topology.workers):
+        path = worker_report_path(run_dir, rank)
+        if path.exists():
+            reports[rank] = read_json(path)
+    failures = sorted((r for r in reports.values() if r["status"] == "failed"), key=lambda r: r["time"])
+    missing = [rank for rank in range(topology.workers) if rank not in reports]
+    summary: dict = {
+        "status": "ok", "reason": None,
+        "algorithm": spec.algorithm, "model": spec.model, "dataset": spec.dataset,
+        "gpus": spec.gpus, "steps": spec.steps, "batch_size": spec.batch_size, "seed": spec.seed,
+        "dtype": spec.dtype, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
+        **{k: v for k, v in topology.as_record().items() if k != "workers"},
+    }
+    if failures:
+        first = failures[0]
+        summary.update(status="failed", failed_rank=first["rank"], failed_step=first["step"],
+                       reason=f"rank {first['rank']} failed at step {first['step']}: {first['error']}")
+    elif missing or launcher_error:
+        detail = launcher_error or "no report"
+        summary.update(status="failed", failed_rank=missing[0] if missing else None,
+                       reason=f"rank {missing[0] if missing else '?'} ended without a report ({detail})")
+    else:
+        rank0 = reports[0]
+        if rank0["status"] == "diverged":
+            summary.update(status="diverged", diverged_at_step=rank0["diverged_at_step"],
+                           reason=f"non-finite training loss at step {rank0['diverged_at_step']}")
+    if 0 in reports and "final" in reports[0]:
+        rank0 = reports[0]
+        summary.update(steps_completed=rank0["steps_completed"], final=rank0["final"],
+                       **rank0["timing"], model_facts=rank0["model"], algorithm_facts=rank0["algorithm"])
+    ranked = [reports.get(rank, {}) for rank in range(topology.workers)]
+    summary["peak_memory_bytes_per_worker"] = [r.get("peak_memory_bytes") for r in ranked]
+    summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
+    summary["environment"] = environment_record(REPO)
+    summary.update(started_at=started, finished_at=time.time(), wall_time_s=time.time() - started)
+    return summary

@@ -1,0 +1,105 @@
+"""The files a run leaves behind, written atomically.
+
+    <run dir>/config.yaml     the fully resolved config
+    <run dir>/metrics.jsonl   one JSON object per step: step, train_loss, lr, step_time_s, and
+                              eval_* on evaluation steps
+    <run dir>/summary.json    status (ok | failed | diverged | skipped), final metrics, timings,
+                              memory and traffic per worker, environment
+    <run dir>/workers/rank<r>.json   each worker's own report, merged into summary.json
+
+Every file is written to a temporary name in the same directory and renamed into place, so a
+crash leaves either the old or the new file, never half of one. A run without summary.json did
+not finish (it was killed, or is still running).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("ok", "failed", "diverged", "skipped")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def worker_report_path(run_dir: Path, rank: int) -> Path:
+    return Path(run_dir) / "workers" / f"rank{rank}.json"
+
+
+class MetricsFile:
+    """metrics.jsonl, kept in memory and rewritten atomically at each flush (evals, the end)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def flush(self) -> None:
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+
+
+def git_commit(repo: Path) -> dict:
+    """The commit the code ran at, and whether the tree had uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None,
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment_record(repo: Path) -> dict:
+    import hydra
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": torch.__version__,
+        "hydra": hydra.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(),
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "git": git_commit(repo),
+    }
+
+
+def summary_of_failure(status: str, reason: str, **fields) -> dict:
+    assert status in STATUSES
+    return {"status": status, "reason": reason, **fields, "finished_at": time.time()}

@@ -1,0 +1,39 @@
+"""What a researcher sees when a multirun ends: one line per run and where the results are.
+
+A Hydra callback, configured in experiments/config.yaml. Runs that failed or diverged are listed,
+never dropped. The sweep exits with status 1 if any run failed, 2 if no point of the grid was
+valid, so scripts and CI notice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from analysis.load import load_runs
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        runs = load_runs(sweep_dir)
+        print(f"\nsweep finished: {len(runs)} runs in {sweep_dir}")
+        if runs.empty:
+            raise SystemExit(2)
+        for _, run in runs.iterrows():
+            line = f"  {run['run']:<32} {run['status']:<9}"
+            if run["status"] == "ok":
+                line += f" eval_loss={run['eval_loss']:.4f}  {run['time_per_iter_median_s'] * 1e3:8.1f} ms/iter"
+            else:
+                line += f" {run['reason']}"
+            print(line)
+        counts = runs["status"].value_counts().to_dict()
+        print("  " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+        print(f"results: {sweep_dir}  (load with analysis.load.load_runs)")
+        if counts.get("failed"):
+            raise SystemExit(1)
+        if counts.get("skipped") == len(runs):
+            raise SystemExit(2)

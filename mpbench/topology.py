@@ -1,0 +1,63 @@
+"""Where the workers of a run execute: device, backend, threads, and whether cores are oversubscribed.
+
+Decided once per run, from the config and the machine, and recorded in the run's summary. A
+worker without CUDA is one gloo process with `threads_per_worker` threads: a fixed unit of
+compute, the CPU analogue of one GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Topology:
+    workers: int
+    device_type: str  # "cpu" or "cuda"
+    backend: str  # "gloo" or "nccl"
+    threads_per_worker: int
+    cores: int
+    notice: str | None = None  # e.g. why a CUDA request fell back to CPU
+
+    @property
+    def oversubscribed(self) -> bool:
+        """More busy threads than cores: timings then measure contention, not the algorithm."""
+        return self.device_type == "cpu" and self.workers * self.threads_per_worker > self.cores
+
+    def as_record(self) -> dict:
+        return {**asdict(self), "oversubscribed": self.oversubscribed}
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_topology(workers: int, device: str, threads_per_worker: int) -> Topology:
+    """Pick the device and backend for `workers` workers.
+
+    `device=auto` uses CUDA (NCCL) when there is one GPU per worker and otherwise falls back to
+    the CPU (gloo) with a notice; `device=cuda` without enough GPUs is an error.
+    """
+    from mpbench.errors import ConfigError
+
+    gpus_here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    cores = available_cores()
+    if device == "cpu":
+        return Topology(workers, "cpu", "gloo", threads_per_worker, cores)
+    if gpus_here >= workers:
+        return Topology(workers, "cuda", "nccl", threads_per_worker, cores)
+    if device == "cuda":
+        raise ConfigError(f"device=cuda needs {workers} CUDA devices (gpus={workers}) but "
+                          f"{gpus_here} are available; use device=auto or device=cpu")
+    notice = None
+    if gpus_here:
+        notice = (f"device=auto: {gpus_here} CUDA device(s) for {workers} workers; "
+                  f"running on CPU with gloo instead")
+    return Topology(workers, "cpu", "gloo", threads_per_worker, cores, notice)

@@ -1,0 +1,178 @@
+"""The training loop every algorithm shares, run by each worker.
+
+Per step: fetch this worker's rows of global batch `step` (a pure function of seed and step),
+set the learning rate from the global step, let the algorithm do one iteration, and combine the
+workers' loss shares into the global-batch loss. Every `eval_every` steps and at the end, the
+held-out split is evaluated with the current weights. Worker 0 writes the metrics.
+
+Time per iteration is measured on worker 0 from the start of a step until the loss of that step
+is known to all workers (so it covers the slowest worker), and excludes evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.config import FaultSpec, OptimizerSpec
+from mpbench.data.base import DataInfo, Dataset
+from mpbench.optim import lr_at
+from models.blocks import EvalTotals
+
+
+@dataclass
+class TrainOutcome:
+    status: str  # "ok" or "diverged"
+    steps_completed: int
+    diverged_at: int | None = None
+    step_times_s: list[float] = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the fault-injection test hook (config key `fault`)."""
+
+
+def to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Move a batch tensor; floating inputs (images) take the run's dtype, token ids stay integer."""
+    if tensor.is_floating_point():
+        return tensor.to(device=device, dtype=dtype, non_blocking=True)
+    return tensor.to(device=device, non_blocking=True)
+
+
+def eval_metrics(totals: EvalTotals, info: DataInfo) -> dict:
+    """Held-out loss plus the metric that fits the task: bits per char, perplexity or accuracy."""
+    loss = totals.loss_sum / max(totals.items, 1)
+    metrics = {"eval_loss": loss}
+    if info.task == "lm":
+        metrics["eval_perplexity"] = math.exp(min(loss, 700.0))
+        if info.unit == "char":
+            metrics["eval_bits_per_char"] = loss / math.log(2)
+    else:
+        metrics["eval_accuracy"] = totals.correct / max(totals.items, 1)
+    return metrics
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory of this worker: max allocated on CUDA, peak resident set size on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class Trainer:
+    def __init__(self, algorithm: Algorithm, data: Dataset, worker: Worker, *,
+                 optimizer: OptimizerSpec, steps: int, batch_size: int, eval_every: int,
+                 eval_batches: int, metrics_sink=None, fault: FaultSpec | None = None,
+                 progress: bool = False):
+        self.algorithm = algorithm
+        self.data = data
+        self.worker = worker
+        self.optimizer = optimizer
+        self.steps = steps
+        self.batch_size = batch_size
+        self.eval_every = eval_every
+        self.sink = metrics_sink  # worker 0 only
+        self.fault = fault if fault is not None and fault.rank == worker.rank else None
+        self.progress = progress
+        self.step = 0  # steps completed; read by the worker's failure report
+        self.eval_set = [(to_device(x, worker.device, worker.dtype), to_device(y, worker.device, worker.dtype))
+                         for x, y in data.eval_batches(batch_size, eval_batches)]
+
+    def _global_loss(self, share: StepLoss | None) -> float:
+        weighted = (share.mean * share.rows, share.rows) if share is not None else (0.0, 0)
+        if self.worker.world_size == 1:
+            return weighted[0] / weighted[1]
+        buf = torch.tensor(weighted, dtype=torch.float64, device=self.worker.device)
+        self.worker.transport.all_reduce(buf, count=False)
+        return (buf[0] / buf[1]).item()
+
+    def _evaluate(self) -> dict:
+        totals = self.algorithm.evaluate(self.eval_set)
+        if self.worker.world_size > 1:
+            buf = torch.tensor([totals.loss_sum, totals.items, totals.correct],
+                               dtype=torch.float64, device=self.worker.device)
+            self.worker.transport.all_reduce(buf, count=False)
+            totals = EvalTotals(buf[0].item(), int(buf[1].item()), int(buf[2].item()))
+        return eval_metrics(totals, self.data.info)
+
+    def _inject_fault(self, step: int) -> bool:
+        """The test hook: returns True when this step's loss must be replaced by NaN."""
+        if self.fault is None or self.fault.step != step:
+            return False
+        if self.fault.kind == "raise":
+            raise InjectedFault(f"injected fault on rank {self.worker.rank} at step {step}")
+        if self.fault.kind == "exit":
+            os._exit(3)  # a hard crash: no exception, no report from this worker
+        return True
+
+    def run(self) -> TrainOutcome:
+        device, dtype = self.worker.device, self.worker.dtype
+        rows = self.algorithm.batch_rows(self.batch_size)
+        outcome = TrainOutcome("ok", 0)
+        bar = tqdm(total=self.steps, disable=not self.progress, desc="train", unit="step",
+                   dynamic_ncols=True, leave=True)
+        last_eval: dict = {}
+        for step in range(1, self.steps + 1):
+            lr = lr_at(step - 1, self.steps, self.optimizer)
+            started = time.perf_counter()
+            inputs = targets = None
+            if rows is not None:
+                x, y = self.data.train_batch(step - 1, self.batch_size, rows)
+                inputs, targets = to_device(x, device, dtype), to_device(y, device, dtype)
+            poison = self._inject_fault(step)
+            share = self.algorithm.train_step(inputs, targets, lr)
+            if poison and share is not None:
+                share = StepLoss(float("nan"), share.rows)
+            loss = self._global_loss(share)
+            elapsed = time.perf_counter() - started
+            self.step = step
+            outcome.step_times_s.append(elapsed)
+            row = {"step": step, "train_loss": loss, "lr": lr, "step_time_s": elapsed}
+            if not math.isfinite(loss):
+                outcome.status, outcome.diverged_at = "diverged", step
+                self._record(row, flush=True)
+                break
+            if step % self.eval_every == 0 or step == self.steps:
+                last_eval = self._evaluate()
+                row.update(last_eval)
+                bar.set_postfix(loss=f"{loss:.3f}", eval=f"{last_eval['eval_loss']:.3f}")
+            self._record(row, flush=bool(last_eval) and "eval_loss" in row)
+            bar.update(1)
+        bar.close()
+        outcome.steps_completed = self.step
+        outcome.final = {"train_loss": loss, **last_eval}
+        if self.sink is not None:
+            self.sink.flush()
+        return outcome
+
+    def _record(self, row: dict, flush: bool) -> None:
+        if self.sink is None:
+            return
+        self.sink.log(row)
+        if flush:
+            self.sink.flush()
+
+
+def timing_summary(step_times_s: list[float], batch_size: int, info: DataInfo) -> dict:
+    """Median time per iteration and the throughputs derived from it.
+
+    The first step is left out of the median when there are more than two (it pays one-off
+    costs: allocator warm-up, DDP bucket set-up).
+    """
+    if not step_times_s:
+        return {}
+    times = step_times_s[1:] if len(step_times_s) > 2 else step_times_s
+    median = statistics.median(times)
+    record = {"time_per_iter_median_s": median, "samples_per_s": batch_size / median}
+    if info.task == "lm":
+        record["tokens_per_s"] = batch_size * info.input_shape[0] / median
+    return record

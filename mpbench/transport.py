@@ -1,0 +1,69 @@
+"""A worker's communication with the others: torch.distributed, with a timeout on every wait.
+
+All traffic of an algorithm goes through a `Transport` so that (1) no wait can hang: a dead or
+wedged peer ends the run with an error naming the ranks, and (2) the bytes each worker sends are
+counted the same way for every algorithm. Harness traffic (the per-step loss reduction, result
+gathering) uses the same timeouts but is not counted.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+
+class PeerTimeout(RuntimeError):
+    """A peer did not answer within the run's timeout."""
+
+
+class Transport:
+    def __init__(self, rank: int, world_size: int, timeout_s: float, group=None):
+        self.rank = rank
+        self.world_size = world_size
+        self.timeout = timedelta(seconds=timeout_s)
+        self.group = group
+        self.bytes_sent = 0  # by the algorithm: point-to-point payloads + estimated collective volume
+
+    def _wait(self, work, what: str) -> None:
+        try:
+            completed = work.wait(timeout=self.timeout)
+        except RuntimeError as err:
+            raise PeerTimeout(f"rank {self.rank}: {what} failed or timed out after "
+                              f"{self.timeout.total_seconds():.0f}s: {err}") from err
+        if completed is False:
+            raise PeerTimeout(f"rank {self.rank}: {what} timed out after {self.timeout.total_seconds():.0f}s")
+
+    def send(self, tensor: torch.Tensor, dst: int) -> None:
+        self._wait(dist.isend(tensor, dst, group=self.group), f"send to rank {dst}")
+        self.bytes_sent += tensor.numel() * tensor.element_size()
+
+    def recv(self, tensor: torch.Tensor, src: int) -> torch.Tensor:
+        self._wait(dist.irecv(tensor, src, group=self.group), f"receive from rank {src}")
+        return tensor
+
+    def all_reduce(self, tensor: torch.Tensor, op=dist.ReduceOp.SUM, count: bool = True) -> torch.Tensor:
+        """In-place all-reduce; counted as ring-all-reduce volume unless `count=False`."""
+        if self.world_size == 1:
+            return tensor
+        self._wait(dist.all_reduce(tensor, op=op, group=self.group, async_op=True), "all-reduce")
+        if count:
+            self.bytes_sent += self.ring_volume(tensor.numel() * tensor.element_size())
+        return tensor
+
+    def ring_volume(self, payload_bytes: int) -> int:
+        """Bytes one worker sends in a ring all-reduce of `payload_bytes`: 2(N-1)/N of it."""
+        n = self.world_size
+        return 2 * (n - 1) * payload_bytes // n
+
+    def counting_allreduce_hook(self):
+        """A DDP communication hook: DDP's own bucketed all-reduce (mean), with bytes counted."""
+
+        def hook(process_group, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+            buffer = bucket.buffer()
+            self.bytes_sent += self.ring_volume(buffer.numel() * buffer.element_size())
+            return default_hooks.allreduce_hook(process_group, bucket)
+
+        return hook

@@ -1,0 +1,102 @@
+"""mpbench: train one configuration, or a grid of them, and record the results.
+
+    python run.py                                          one run from experiments/config.yaml
+    python run.py algorithm=data_parallel gpus=2 steps=50  override any key
+    python run.py -m experiment=default_sweep              the main job: a small grid
+    python run.py -m algorithm=backprop,data_parallel gpus=1,2 threads_per_worker=1
+    torchrun --nproc-per-node=2 run.py algorithm=data_parallel gpus=2
+
+Each run writes config.yaml, metrics.jsonl and summary.json into its own directory under
+results/ and prints where. Bad input ends with one line naming the key or file (exit 2); a run
+that fails is recorded as failed (exit 1 for a single run); a sweep goes on past failed runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Hydra would print its own multi-line errors and exit; we let them through to print one line.
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from mpbench.errors import ConfigError  # noqa: E402
+from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
+from mpbench.records import atomic_write_json, atomic_write_text  # noqa: E402
+from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def train(cfg: DictConfig) -> str:
+    from mpbench.config import run_spec_from
+    from mpbench.data import load_dataset
+    from mpbench.topology import resolve_topology
+
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    leader = not started_by_torchrun() or torchrun_rank() == 0
+    try:
+        spec = run_spec_from(cfg)
+        topology = resolve_topology(spec.gpus, spec.device, spec.threads_per_worker)
+        # Checksums are verified (and decoded images cached) once, before any worker starts.
+        load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
+    except USER_ERRORS as err:
+        if not multirun:
+            raise
+        # In a grid, a point the algorithm cannot run (backprop at gpus=2) must not stop the rest.
+        atomic_write_json(run_dir / "summary.json", {
+            "status": "skipped", "reason": one_line(err), "algorithm": cfg.algorithm.get("name"),
+            "model": cfg.model.get("name"), "dataset": cfg.dataset.get("name"), "gpus": cfg.gpus})
+        print(f"skipped {run_dir.name}: {one_line(err)}", flush=True)
+        return "skipped"
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if leader:
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if topology.notice:
+            print(f"notice: {topology.notice}", flush=True)
+        if topology.oversubscribed:
+            print(f"notice: {topology.workers} workers x {topology.threads_per_worker} threads > "
+                  f"{topology.cores} cores: timings are oversubscribed", flush=True)
+    summary = launch(spec, topology, run_dir, config)
+    if leader:
+        print(_result_line(run_dir, summary), flush=True)
+    if not multirun and summary.get("status") == "failed":
+        raise SystemExit(1)
+    return summary.get("status", "failed")
+
+
+def _result_line(run_dir: Path, summary: dict) -> str:
+    status = summary["status"]
+    if status != "ok":
+        return f"{status}: {summary.get('reason')} -> {run_dir}"
+    final = summary.get("final", {})
+    metric = next((f"{k}={final[k]:.4f}" for k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
+                   if k in final), "")
+    return (f"ok: eval_loss={final.get('eval_loss', float('nan')):.4f} {metric} "
+            f"{summary.get('time_per_iter_median_s', float('nan')) * 1e3:.1f} ms/iter -> {run_dir}")
+
+
+def main() -> None:
+    if started_by_torchrun() and torchrun_rank() != 0:
+        # Only rank 0 owns a run directory; the others learn its path from rank 0.
+        sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.",
+                     "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    try:
+        train()
+    except USER_ERRORS as err:
+        if not started_by_torchrun() or torchrun_rank() == 0:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

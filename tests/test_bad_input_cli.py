@@ -1,0 +1,48 @@
+"""Bad input through run.py: one line naming the key or file, exit code 2, no record claiming success."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli import TINY, run_cli
+
+CASES = {
+    "unknown algorithm": (["algorithm=nope"], "algorithm"),
+    "unknown model": (["model=nope"], "model"),
+    "unknown dataset": (["dataset=nope"], "dataset"),
+    "zero workers": (["gpus=0"], "gpus"),
+    "backprop on two workers": (["gpus=2"], "data_parallel"),
+    "batch not divisible by workers": (["algorithm=data_parallel", "gpus=3"], "batch_size"),
+    "unknown config key": (["no_such_key=1"], "no_such_key"),
+    "unknown nested key": (["+optimizer.nope=1"], "optimizer.nope"),
+    "wrong type": (["steps=many"], "steps"),
+    "bad dtype": (["dtype=float8"], "dtype"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_input_gives_one_line_and_exit_2(case, tmp_path):
+    overrides, named = CASES[case]
+    run_dir = tmp_path / "run"
+    result = run_cli([*TINY, *overrides, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and named in lines[0]
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_missing_dataset_names_the_file(tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    result = run_cli([*TINY, "dataset=wikitext2", f"data_dir={empty}", f"hydra.run.dir={tmp_path / 'run'}"],
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "train.txt" in lines[0] and "data_dir" in lines[0], result.stderr
+
+
+def test_env_var_points_at_the_data(tmp_path, shared_data_dir):
+    result = run_cli([*TINY, "dataset=ptb", "steps=1", "eval_every=1", f"hydra.run.dir={tmp_path / 'run'}"],
+                     cwd=tmp_path, env={"MPBENCH_DATA_DIR": str(shared_data_dir)})
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,112 @@
+"""End to end through run.py: records of single runs and multiruns, failures, divergence, torchrun."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from analysis.load import ResultsError, load_runs
+from tests.cli import TINY, read_metrics, read_summary, run_cli
+
+
+def test_single_run_writes_complete_records(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert str(run_dir) in result.stdout  # says where the results are
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["n_layer"] == 2 and config["steps"] == 4  # fully resolved
+
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["train_loss"] > 0 and r["step_time_s"] > 0 for r in rows)
+    assert [("eval_loss" in r) for r in rows] == [False, True, False, True]
+    assert rows[-1]["eval_bits_per_char"] == pytest.approx(rows[-1]["eval_loss"] / 0.6931471805599453)
+
+    summary = read_summary(run_dir)
+    assert summary["status"] == "ok" and summary["steps_completed"] == 4
+    assert summary["final"]["eval_loss"] == rows[-1]["eval_loss"]
+    assert summary["device_type"] == "cpu" and summary["threads_per_worker"] == 1
+    assert summary["oversubscribed"] is False
+    assert summary["time_per_iter_median_s"] > 0 and summary["tokens_per_s"] > 0
+    assert len(summary["peak_memory_bytes_per_worker"]) == 1
+    assert summary["peak_memory_bytes_per_worker"][0] > 10 * 2**20
+    assert summary["environment"]["torch"].startswith("2.13.0")
+    assert summary["environment"]["git"]["commit"]
+
+
+def test_multirun_grid_records_every_point(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", *TINY, "algorithm=backprop,data_parallel", "gpus=1,2",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = load_runs(sweep).set_index(["algorithm", "gpus"])
+    assert len(runs) == 4
+    assert runs.loc[("backprop", 2), "status"] == "skipped"
+    assert "data_parallel" in runs.loc[("backprop", 2), "reason"]
+    for point in [("backprop", 1), ("data_parallel", 1), ("data_parallel", 2)]:
+        run = runs.loc[point]
+        assert run["status"] == "ok"
+        assert len(read_metrics(sweep / run["run"])) == 4
+    dp2 = read_summary(sweep / runs.loc[("data_parallel", 2), "run"])
+    assert len(dp2["bytes_sent_per_worker"]) == 2 and min(dp2["bytes_sent_per_worker"]) > 0
+    assert "3 ok" in result.stdout.replace("1 skipped, ", "")  # the sweep-end summary
+
+
+def test_failed_worker_is_recorded_and_sweep_continues(tmp_path):
+    sweep = tmp_path / "sweep"
+    # Worker 1 raises at step 3 in the first run; the second run's fault step is never reached.
+    result = run_cli(["-m", *TINY, "algorithm=data_parallel", "gpus=2",
+                      "fault={rank:1,step:3,kind:raise}", "fault.step=3,99", f"hydra.sweep.dir={sweep}"],
+                     cwd=tmp_path)
+    assert result.returncode == 1, result.stderr  # the sweep says that something failed
+    runs = load_runs(sweep).sort_values("run")
+    assert list(runs["status"]) == ["failed", "ok"]
+    failed = read_summary(sweep / runs.iloc[0]["run"])
+    assert failed["failed_rank"] == 1 and failed["failed_step"] == 3
+    assert "injected fault" in failed["reason"] and "rank 1" in failed["reason"]
+    assert len(read_metrics(sweep / runs.iloc[1]["run"])) == 4
+
+
+def test_hard_exit_of_a_worker_fails_the_run_without_hanging(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*TINY, "algorithm=data_parallel", "gpus=2", "fault={rank:1,step:2,kind:exit}",
+                      f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed" and summary["failed_rank"] == 1
+    assert "exited with code 3" in summary["reason"]
+
+
+def test_non_finite_loss_is_recorded_as_diverged(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*TINY, "fault={rank:0,step:2,kind:nan}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_dir)
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == 2
+    assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
+
+
+def test_torchrun_gives_one_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
+                "--master-port=0", "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0"]
+    result = run_cli([*TINY, "algorithm=data_parallel", "gpus=2", f"hydra.run.dir={run_dir}"],
+                     cwd=tmp_path, launcher=launcher)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_dir)
+    assert summary["status"] == "ok" and summary["launched_by"] == "torchrun"
+    assert len(summary["bytes_sent_per_worker"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no stray per-rank directories
+
+
+def test_loader_rejects_missing_and_corrupt_results(tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        load_runs(tmp_path / "nothing")
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "summary.json").write_text("{not json")
+    with pytest.raises(ResultsError, match="summary.json"):
+        load_runs(tmp_path)
