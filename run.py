@@ -50,7 +50,10 @@ def train(cfg: DictConfig) -> str:
         load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
     except USER_ERRORS as err:
         if not multirun:
-            raise
+            # Exit here: a task that raises makes Hydra print an extra line of its own.
+            if leader:
+                print(f"error: {one_line(err)}", file=sys.stderr)
+            raise SystemExit(2) from None
         # In a grid, a point the algorithm cannot run (backprop at gpus=2) must not stop the rest.
         atomic_write_json(run_dir / "summary.json", {
             "status": "skipped", "reason": one_line(err), "algorithm": cfg.algorithm.get("name"),

@@ -21,7 +21,7 @@ from mpbench.errors import ConfigError
 
 DTYPES = ("float32", "float64", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
-FAULT_KINDS = ("raise", "exit", "nan")
+FAULT_KINDS = ("raise", "exit", "nan_loss")
 
 
 def settings_from(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -121,7 +121,7 @@ class LoggerSpec:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """Test hook: make worker `rank` fail at `step` ("raise", "exit" hard, or a "nan" loss)."""
+    """Test hook: make worker `rank` fail at `step` ("raise", "exit" hard, or a NaN loss: "nan_loss")."""
 
     rank: int = 0
     step: int = 0

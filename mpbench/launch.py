@@ -61,14 +61,15 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
     rendezvous = Rendezvous("127.0.0.1", store.port)
     context = mp.start_processes(run_worker, args=(spec, topology, run_dir, rendezvous, config),
                                  nprocs=topology.workers, join=False, start_method="spawn")
-    launcher_error = None
+    launcher_error, crashed_rank = None, None
     try:
         while not context.join(timeout=0.5):
             pass
     except mp.ProcessRaisedException as err:
-        launcher_error = f"rank {err.error_index} raised"
+        launcher_error, crashed_rank = f"rank {err.error_index} raised", err.error_index
     except mp.ProcessExitedException as err:
         launcher_error = f"rank {err.error_index} exited with code {err.exit_code}"
+        crashed_rank = err.error_index
     except BaseException:  # Ctrl-C or anything else here: no worker may outlive this process
         _terminate(context.processes)
         summary = compose_summary(spec, topology, run_dir, started,
@@ -77,7 +78,7 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
         raise
     finally:
         _terminate(context.processes)
-    summary = compose_summary(spec, topology, run_dir, started, launcher_error=launcher_error)
+    summary = compose_summary(spec, topology, run_dir, started, launcher_error, crashed_rank)
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -113,11 +114,11 @@ def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dic
 
 
 def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: float,
-                    launcher_error: str | None = None) -> dict:
+                    launcher_error: str | None = None, crashed_rank: int | None = None) -> dict:
     """Merge the workers' reports into one record of the run.
 
-    Status: `failed` if any worker failed or left no report (the earliest failure is the
-    cause), else `diverged` if the loss became non-finite, else `ok`.
+    Status: `failed` if any worker failed or left no report (a worker without a report, else
+    the earliest failure, is the cause), else `diverged` if the loss became non-finite, else `ok`.
     """
     reports = {}
     for rank in range(topology.workers):
@@ -133,14 +134,20 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
         "dtype": spec.dtype, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
         **{k: v for k, v in topology.as_record().items() if k != "workers"},
     }
-    if failures:
+    if missing:
+        # A worker that left no report died hard (killed, os._exit, segfault); the others' errors
+        # are then only "connection closed by peer", so the silent one is the cause.
+        cause = crashed_rank if crashed_rank in missing else missing[0]
+        step = next((r["step"] for r in failures if r.get("step")), None)
+        summary.update(status="failed", failed_rank=cause, failed_step=step,
+                       reason=f"rank {cause} ended without a report ({launcher_error or 'no report'})")
+    elif failures:
         first = failures[0]
+        where = f"at step {first['step']}" if first["step"] is not None else "during set-up"
         summary.update(status="failed", failed_rank=first["rank"], failed_step=first["step"],
-                       reason=f"rank {first['rank']} failed at step {first['step']}: {first['error']}")
-    elif missing or launcher_error:
-        detail = launcher_error or "no report"
-        summary.update(status="failed", failed_rank=missing[0] if missing else None,
-                       reason=f"rank {missing[0] if missing else '?'} ended without a report ({detail})")
+                       reason=f"rank {first['rank']} failed {where}: {first['error']}")
+    elif launcher_error:
+        summary.update(status="failed", failed_rank=None, reason=launcher_error)
     else:
         rank0 = reports[0]
         if rank0["status"] == "diverged":

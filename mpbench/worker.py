@@ -121,7 +121,7 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path,
         transport.all_reduce(torch.zeros(1, device=device), count=False)
     except BaseException as err:
         atomic_write_json(report_path, {
-            "rank": rank, "status": "failed", "step": trainer.step + 1 if trainer else 0,
+            "rank": rank, "status": "failed", "step": trainer.step + 1 if trainer else None,
             "error": f"{type(err).__name__}: {err}".strip().splitlines()[0][:500],
             "traceback": traceback.format_exc(), "started_at": started, "time": time.time(),
         })

@@ -83,7 +83,7 @@ def test_hard_exit_of_a_worker_fails_the_run_without_hanging(tmp_path):
 
 def test_non_finite_loss_is_recorded_as_diverged(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli([*TINY, "fault={rank:0,step:2,kind:nan}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    result = run_cli([*TINY, "fault={rank:0,step:2,kind:nan_loss}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = read_summary(run_dir)
     assert summary["status"] == "diverged" and summary["diverged_at_step"] == 2

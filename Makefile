@@ -1,0 +1,16 @@
+PY ?= .venv/bin/python
+
+.PHONY: env test bench sweep
+
+env:  ## create the environment from the lock file
+	test -x $(PY) || python3 -m venv .venv
+	.venv/bin/pip install -r requirements.lock
+
+test: env
+	$(PY) -m pytest
+
+bench: env  ## speed benchmarks: print ratios measured side by side in one run
+	$(PY) -m benchmarks.trainer_overhead
+
+sweep: env  ## the main job
+	$(PY) run.py -m experiment=default_sweep
