@@ -25,7 +25,6 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from mpbench.errors import ConfigError  # noqa: E402
 from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text  # noqa: E402
 from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402

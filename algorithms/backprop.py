@@ -42,11 +42,5 @@ class Backprop(Algorithm):
     def model_state(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
-    @torch.no_grad()
     def evaluate(self, batches) -> EvalTotals:
-        self.model.eval()
-        totals = EvalTotals()
-        for inputs, targets in batches:
-            totals += self.model.eval_totals(self.model(inputs), targets)
-        self.model.train()
-        return totals
+        return self.model.evaluate(batches)

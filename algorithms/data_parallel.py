@@ -63,12 +63,6 @@ class DataParallel(Algorithm):
     def model_state(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
-    @torch.no_grad()
     def evaluate(self, batches) -> EvalTotals:
         # Replicas are identical: each evaluates every N-th batch and the trainer sums the totals.
-        self.model.eval()
-        totals = EvalTotals()
-        for inputs, targets in batches[self.worker.rank::self.worker.world_size]:
-            totals += self.model.eval_totals(self.model(inputs), targets)
-        self.model.train()
-        return totals
+        return self.model.evaluate(batches[self.worker.rank::self.worker.world_size])

@@ -68,12 +68,32 @@ class BlockModel(nn.Module):
         return F.cross_entropy(output.reshape(-1, output.size(-1)), target.reshape(-1))
 
     @torch.no_grad()
+    def evaluate(self, batches) -> EvalTotals:
+        """Totals over `batches` of (input, target) in eval mode; training mode is restored."""
+        was_training = self.training
+        self.eval()
+        totals = EvalTotals()
+        for inputs, targets in batches:
+            totals += self.eval_totals(self(inputs), targets)
+        self.train(was_training)
+        return totals
+
+    @torch.no_grad()
     def eval_totals(self, output: torch.Tensor, target: torch.Tensor) -> EvalTotals:
         logits = output.reshape(-1, output.size(-1))
         labels = target.reshape(-1)
         loss_sum = F.cross_entropy(logits, labels, reduction="sum").item()
         correct = (logits.argmax(dim=-1) == labels).sum().item()
         return EvalTotals(loss_sum, labels.numel(), int(correct))
+
+
+def require_images(model_name: str, data) -> None:
+    """Image classifiers need (C, H, W) samples and a class count; say so in one line otherwise."""
+    if data.task != "classification":
+        raise ValueError(f"model {model_name} needs a classification dataset; {data.name} is a {data.task} dataset")
+    if len(data.input_shape) != 3 or not data.num_classes:
+        raise ValueError(f"model {model_name} needs images (C, H, W) and a class count; {data.name} has "
+                         f"input shape {data.input_shape} and {data.num_classes} classes")
 
 
 def partition(num_blocks: int, parts: int, sizes: list[int] | None = None) -> list[range]:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mpbench.data.base import DataInfo
-from models.blocks import BlockModel
+from models.blocks import BlockModel, require_images
 
 WIDTHS = (64, 64, 128, 128, 128, 256, 256, 256, 512, 512, 512)
 STRIDES = (1, 1, 2, 1, 1, 2, 1, 1, 2, 1, 1)
@@ -94,11 +94,7 @@ def feature_shapes(settings: LCVGGSettings, data: DataInfo) -> list[tuple[int, i
 
 def build(settings: LCVGGSettings, data: DataInfo) -> BlockModel:
     """[ConvBNReLU x 11, Classifier] for an image classification dataset (C, H, W)."""
-    if data.task != "classification":
-        raise ValueError(f"model lc_vgg needs a classification dataset; {data.name} is a {data.task} dataset")
-    if len(data.input_shape) != 3 or not data.num_classes:
-        raise ValueError(f"model lc_vgg needs images (C, H, W) and a class count; {data.name} has "
-                         f"input shape {data.input_shape} and {data.num_classes} classes")
+    require_images("lc_vgg", data)
     shapes = feature_shapes(settings, data)
     blocks: list[nn.Module] = []
     c_in = data.input_shape[0]

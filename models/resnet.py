@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mpbench.data.base import DataInfo
-from models.blocks import BlockModel
+from models.blocks import BlockModel, require_images
 
 BOTTLENECK_DEPTHS = (164, 1001)  # the "Identity Mappings" paper's CIFAR networks
 BLOCK_KINDS = ("auto", "basic", "preact_bottleneck")
@@ -168,11 +168,7 @@ def init_weights(module: nn.Module) -> None:
 
 def build(settings: ResNetSettings, data: DataInfo) -> BlockModel:
     """[stem, residual unit x 3n, head] for an image classification dataset (C, H, W)."""
-    if data.task != "classification":
-        raise ValueError(f"model resnet needs a classification dataset; {data.name} is a {data.task} dataset")
-    if len(data.input_shape) != 3 or not data.num_classes:
-        raise ValueError(f"model resnet needs images (C, H, W) and a class count; {data.name} has "
-                         f"input shape {data.input_shape} and {data.num_classes} classes")
+    require_images("resnet", data)
     in_channels, n = data.input_shape[0], settings.blocks_per_stage
     basic = settings.kind == "basic"
     blocks: list[nn.Module] = [Stem(in_channels, 16, post_activation=basic)]

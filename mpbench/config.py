@@ -181,25 +181,10 @@ def _check_top_level(cfg: dict) -> None:
         raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout!r}")
 
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def default_data_dir() -> Path:
-    """$MPBENCH_DATA_DIR, else the repo's data/ (which ships tiny-shakespeare)."""
-    return Path(os.environ.get("MPBENCH_DATA_DIR") or REPO / "data")
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "mpbench"
-
-
-def _directory(value: Any, key: str, default: Path) -> Path:
-    if value is None:
-        return default
-    if not isinstance(value, str) or not value:
+def _directory(value: Any, key: str) -> Path | None:
+    if value is not None and (not isinstance(value, str) or not value):
         raise ConfigError(f"{key} must be a directory path or null, got {value!r}")
-    return Path(os.path.expanduser(value)).resolve()
+    return None if value is None else Path(os.path.expanduser(value)).resolve()
 
 
 def _group(cfg: dict, group: str) -> tuple[str, dict]:
@@ -216,7 +201,8 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
     # anywhere without pulling in torch models.
     from algorithms import ALGORITHMS
     from models import MODELS
-    from mpbench.data import DATASETS
+    from mpbench.data import DATASETS, default_cache_dir
+    from mpbench.data.registry import resolve_data_dir
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
@@ -251,8 +237,8 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
         batch_size=plain["batch_size"], seed=plain["seed"], eval_every=plain["eval_every"],
         eval_batches=plain["eval_batches"], dtype=plain["dtype"],
         threads_per_worker=plain["threads_per_worker"], timeout_s=float(plain["timeout_s"]),
-        data_dir=_directory(plain["data_dir"], "data_dir", default_data_dir()),
-        cache_dir=_directory(plain["cache_dir"], "cache_dir", default_cache_dir()),
+        data_dir=resolve_data_dir(_directory(plain["data_dir"], "data_dir")),
+        cache_dir=_directory(plain["cache_dir"], "cache_dir") or default_cache_dir(),
         save_weights=plain["save_weights"],
         fault=fault,
     )

@@ -21,12 +21,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-STATUSES = ("ok", "failed", "diverged", "skipped")
-
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -98,8 +94,3 @@ def environment_record(repo: Path) -> dict:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "git": git_commit(repo),
     }
-
-
-def summary_of_failure(status: str, reason: str, **fields) -> dict:
-    assert status in STATUSES
-    return {"status": status, "reason": reason, **fields, "finished_at": time.time()}

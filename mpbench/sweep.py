@@ -18,7 +18,7 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from analysis.load import load_runs
 
-        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
         runs = load_runs(sweep_dir)
         print(f"\nsweep finished: {len(runs)} runs in {sweep_dir}")
         if runs.empty:

@@ -145,7 +145,7 @@ class Trainer:
                 last_eval = self._evaluate()
                 row.update(last_eval)
                 bar.set_postfix(loss=f"{loss:.3f}", eval=f"{last_eval['eval_loss']:.3f}")
-            self._record(row, flush=bool(last_eval) and "eval_loss" in row)
+            self._record(row, flush="eval_loss" in row)  # metrics.jsonl is rewritten at each eval
             bar.update(1)
         bar.close()
         outcome.steps_completed = self.step

@@ -110,3 +110,14 @@ def test_loader_rejects_missing_and_corrupt_results(tmp_path):
     (tmp_path / "r" / "summary.json").write_text("{not json")
     with pytest.raises(ResultsError, match="summary.json"):
         load_runs(tmp_path)
+
+
+def test_wandb_logger_writes_an_offline_run_inside_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli([*TINY, "logger=wandb", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                     env={"WANDB_MODE": "offline", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert read_summary(run_dir)["status"] == "ok"
+    logs = list((run_dir / "wandb").rglob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 1 and b"eval_bits_per_char" in logs[0].read_bytes()
+    assert not (tmp_path / ".config" / "wandb").exists()  # nothing written outside the run

@@ -113,13 +113,13 @@ def _spec_and_settings(name: str, settings: Any) -> tuple[DatasetSpec, Any]:
     return spec, settings
 
 
+SHIPPED_DATA_DIR = Path(__file__).resolve().parents[2] / "data"  # holds tiny-shakespeare only
+
+
 def resolve_data_dir(data_dir: str | Path | None) -> Path:
-    """`data_dir`, or $MPBENCH_DATA_DIR when it is None."""
+    """`data_dir`; when None, $MPBENCH_DATA_DIR, else the repo's data/ (the shipped dataset)."""
     if data_dir is None:
-        data_dir = os.environ.get(DATA_DIR_ENV)
-        if not data_dir:
-            raise DatasetError(f"no data directory: pass data_dir= or set {DATA_DIR_ENV} to a folder with one "
-                               "subfolder per dataset (e.g. wikitext-2/, like shared/datasets)")
+        data_dir = os.environ.get(DATA_DIR_ENV) or SHIPPED_DATA_DIR
     return Path(data_dir).expanduser()
 
 
