@@ -72,8 +72,8 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
         crashed_rank = err.error_index
     except BaseException:  # Ctrl-C or anything else here: no worker may outlive this process
         _terminate(context.processes)
-        summary = compose_summary(spec, topology, run_dir, started,
-                                  launcher_error="interrupted (Ctrl-C) before the run finished")
+        summary = compose_summary(spec, topology, run_dir, started)
+        summary.update(status="failed", reason="interrupted (Ctrl-C or a signal) before the run finished")
         atomic_write_json(run_dir / "summary.json", summary)
         raise
     finally:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
 from analysis.load import ResultsError, load_runs
-from tests.cli import TINY, read_metrics, read_summary, run_cli
+from tests.cli import REPO, TINY, read_metrics, read_summary, run_cli
 
 
 def test_single_run_writes_complete_records(tmp_path):
@@ -121,3 +125,42 @@ def test_wandb_logger_writes_an_offline_run_inside_the_run_directory(tmp_path):
     logs = list((run_dir / "wandb").rglob("offline-run-*/run-*.wandb"))
     assert len(logs) == 1 and b"eval_bits_per_char" in logs[0].read_bytes()
     assert not (tmp_path / ".config" / "wandb").exists()  # nothing written outside the run
+
+
+def _processes_in_group(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # not a process, or it just ended
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            pids.append(int(entry))
+    return pids
+
+
+def test_ctrl_c_leaves_no_worker_behind(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(REPO / "run.py"), *TINY, "steps=100000", "eval_every=100000",
+               "algorithm=data_parallel", "gpus=2", f"hydra.run.dir={run_dir}"]
+    # A session of its own, so that leftovers can be found by process group. The SIGINT goes to
+    # the launcher only (harder than a terminal's Ctrl-C, which reaches the workers too): the
+    # launcher itself must take its workers down.
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while len(_processes_in_group(process.pid)) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_processes_in_group(process.pid)) >= 3  # the launcher and its two workers
+    time.sleep(3)  # let the workers reach the training loop
+    os.kill(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    deadline = time.time() + 10
+    while _processes_in_group(process.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _processes_in_group(process.pid) == []
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed" and "interrupted" in summary["reason"]
