@@ -25,8 +25,11 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from mpbench.config import run_spec_from  # noqa: E402
+from mpbench.data import load_dataset  # noqa: E402
 from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text  # noqa: E402
+from mpbench.topology import resolve_topology  # noqa: E402
 from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
@@ -34,10 +37,6 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def train(cfg: DictConfig) -> str:
-    from mpbench.config import run_spec_from
-    from mpbench.data import load_dataset
-    from mpbench.topology import resolve_topology
-
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)

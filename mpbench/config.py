@@ -197,8 +197,7 @@ def _group(cfg: dict, group: str) -> tuple[str, dict]:
 
 def run_spec_from(cfg: DictConfig) -> RunSpec:
     """Turn the composed Hydra config into a RunSpec, or raise ConfigError with one line."""
-    # Registries are imported here, not at module top, so that config.py stays importable from
-    # anywhere without pulling in torch models.
+    # Imported here: the registries' modules import this one (for OptimizerSpec, RunSpec).
     from algorithms import ALGORITHMS
     from models import MODELS
     from mpbench.data import DATASETS, default_cache_dir

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from mpbench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -45,8 +47,6 @@ def resolve_topology(workers: int, device: str, threads_per_worker: int) -> Topo
     `device=auto` uses CUDA (NCCL) when there is one GPU per worker and otherwise falls back to
     the CPU (gloo) with a notice; `device=cuda` without enough GPUs is an error.
     """
-    from mpbench.errors import ConfigError
-
     gpus_here = torch.cuda.device_count() if torch.cuda.is_available() else 0
     cores = available_cores()
     if device == "cpu":

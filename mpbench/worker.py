@@ -18,10 +18,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from algorithms import ALGORITHMS
+from models import build_model, describe
 from mpbench.algorithm import Worker
 from mpbench.config import RunSpec
+from mpbench.data import load_dataset
+from mpbench.metrics_log import MetricsLog
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
+from mpbench.trainer import Trainer, peak_memory_bytes, timing_summary
 from mpbench.transport import Transport
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -58,12 +63,6 @@ def join_group(rank: int, world_size: int, backend: str, rendezvous: Rendezvous,
 def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path,
                rendezvous: Rendezvous, config: dict) -> None:
     """Entry point of one worker process (spawned, or started by torchrun)."""
-    from algorithms import ALGORITHMS
-    from models import build_model, describe
-    from mpbench.data import load_dataset
-    from mpbench.metrics_log import MetricsLog
-    from mpbench.trainer import Trainer, peak_memory_bytes, timing_summary
-
     configure_threads(topology.threads_per_worker)
     world_size = topology.workers
     report_path = worker_report_path(run_dir, rank)
