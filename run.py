@@ -25,11 +25,14 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from algorithms import ALGORITHMS  # noqa: E402
+from models import count_blocks  # noqa: E402
 from mpbench.config import run_spec_from  # noqa: E402
 from mpbench.data import load_dataset  # noqa: E402
 from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text  # noqa: E402
 from mpbench.topology import resolve_topology  # noqa: E402
+from mpbench.worker import exit_without_finalizers  # noqa: E402
 from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
@@ -45,7 +48,9 @@ def train(cfg: DictConfig) -> str:
         spec = run_spec_from(cfg)
         topology = resolve_topology(spec.gpus, spec.device, spec.threads_per_worker)
         # Checksums are verified (and decoded images cached) once, before any worker starts.
-        load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
+        data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed,
+                            cache_dir=spec.cache_dir)
+        ALGORITHMS[spec.algorithm][1].check(spec, count_blocks(spec.model, spec.model_settings, data.info))
     except USER_ERRORS as err:
         if not multirun:
             # Exit here: a task that raises makes Hydra print an extra line of its own.
@@ -97,6 +102,8 @@ def main() -> None:
         if not started_by_torchrun() or torchrun_rank() == 0:
             print(f"error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
+    if started_by_torchrun():
+        exit_without_finalizers()  # this process was a worker: same shutdown race as spawned ones
 
 
 if __name__ == "__main__":

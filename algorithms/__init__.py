@@ -2,8 +2,11 @@
 
 from algorithms.backprop import Backprop
 from algorithms.data_parallel import DataParallel
+from algorithms.pipeline import HyPar, Pipeline
 
 ALGORITHMS = {
     "backprop": (Backprop.Settings, Backprop),
     "data_parallel": (DataParallel.Settings, DataParallel),
+    "pipeline": (Pipeline.Settings, Pipeline),
+    "hypar": (HyPar.Settings, HyPar),
 }

@@ -18,13 +18,13 @@ from models.blocks import BlockModel, EvalTotals
 
 class Backprop(Algorithm):
     @classmethod
-    def check(cls, run: RunSpec) -> None:
+    def check(cls, run: RunSpec, num_blocks: int) -> None:
         if run.gpus != 1:
             raise ConfigError(f"algorithm=backprop runs on one worker, got gpus={run.gpus}; "
                               f"use algorithm=data_parallel for {run.gpus} workers")
 
-    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings):
-        super().__init__(model, worker, optimizer, settings)
+    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings, example_inputs):
+        super().__init__(model, worker, optimizer, settings, example_inputs)
         self.model = model
         self.optimizer = make_optimizer(model.parameters(), optimizer)
 

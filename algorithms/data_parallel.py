@@ -33,14 +33,14 @@ class DataParallel(Algorithm):
     Settings = DataParallelSettings
 
     @classmethod
-    def check(cls, run: RunSpec) -> None:
+    def check(cls, run: RunSpec, num_blocks: int) -> None:
         if run.batch_size % run.gpus:
             raise ConfigError(f"batch_size={run.batch_size} must be divisible by gpus={run.gpus} "
                               f"for algorithm=data_parallel (equal shards keep it equal to backprop)")
 
     def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec,
-                 settings: DataParallelSettings):
-        super().__init__(model, worker, optimizer, settings)
+                 settings: DataParallelSettings, example_inputs):
+        super().__init__(model, worker, optimizer, settings, example_inputs)
         self.model = model
         device_ids = [worker.device.index] if worker.device.type == "cuda" else None
         self.replica = DistributedDataParallel(model, device_ids=device_ids,

@@ -37,7 +37,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 def harness_seconds(model, data, spec, steps: int, out_dir: Path) -> float:
     worker = Worker(0, 1, torch.device("cpu"), torch.float32, Transport(0, 1, spec.timeout_s))
-    algorithm = Backprop(model, worker, spec.optimizer, spec.algorithm_settings)
+    example = data.train_batch(0, spec.batch_size)[0]
+    algorithm = Backprop(model, worker, spec.optimizer, spec.algorithm_settings, example)
     sink = MetricsLog(out_dir, spec.logger, "bench", {})
     trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=steps,
                       batch_size=spec.batch_size, eval_every=steps, eval_batches=1, metrics_sink=sink)

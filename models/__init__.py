@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import fields, is_dataclass
 
+import torch
+
 from mpbench.data.base import DataInfo
 from models import gpt, lc_vgg, mlp, resnet
 from models.blocks import BlockModel, EvalTotals, TiedParameter, partition
@@ -49,6 +51,12 @@ def build_model(name: str, settings, data: DataInfo) -> BlockModel:
     elif not (is_dataclass(settings) and isinstance(settings, settings_cls)):
         raise ValueError(f"model {name} needs {settings_cls.__name__}, got {type(settings).__name__}")
     return build(settings, data)
+
+
+def count_blocks(name: str, settings, data: DataInfo) -> int:
+    """The number of blocks of a model, without allocating it (built on the meta device)."""
+    with torch.device("meta"):
+        return len(build_model(name, settings, data).blocks)
 
 
 def describe(model: BlockModel) -> dict:

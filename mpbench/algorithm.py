@@ -57,12 +57,15 @@ class Algorithm(ABC):
     Settings: ClassVar[type] = NoSettings
 
     @classmethod
-    def check(cls, run: RunSpec) -> None:
-        """Raise ConfigError (one line) if this algorithm cannot run `run`, e.g. its worker count."""
+    def check(cls, run: RunSpec, num_blocks: int) -> None:
+        """Raise ConfigError (one line) if this algorithm cannot run `run` on a model of
+        `num_blocks` blocks, e.g. for its worker count. Called before any worker starts."""
 
-    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings):
+    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings,
+                 example_inputs: torch.Tensor):
         """Keep the blocks this worker owns; `model` is the whole model, identically
-        initialised on every worker, so every placement starts from the same weights."""
+        initialised on every worker, so every placement starts from the same weights.
+        `example_inputs` is one global batch of inputs (for profiling or shape inference)."""
         self.worker = worker
 
     @abstractmethod

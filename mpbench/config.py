@@ -243,5 +243,4 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
     )
     if spec.fault is not None and not 0 <= spec.fault.rank < spec.gpus:
         raise ConfigError(f"fault.rank must be a worker rank in 0..{spec.gpus - 1}, got {spec.fault.rank}")
-    ALGORITHMS[algorithm][1].check(spec)
     return spec

@@ -156,8 +156,9 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
     if 0 in reports and "final" in reports[0]:
         rank0 = reports[0]
         summary.update(steps_completed=rank0["steps_completed"], final=rank0["final"],
-                       **rank0["timing"], model_facts=rank0["model"], algorithm_facts=rank0["algorithm"])
+                       **rank0["timing"], model_facts=rank0["model"])
     ranked = [reports.get(rank, {}) for rank in range(topology.workers)]
+    summary["algorithm_facts_per_worker"] = [r.get("algorithm") for r in ranked]
     summary["peak_memory_bytes_per_worker"] = [r.get("peak_memory_bytes") for r in ranked]
     summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
     summary["environment"] = environment_record(REPO)

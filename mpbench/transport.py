@@ -36,26 +36,31 @@ class Transport:
         if completed is False:
             raise PeerTimeout(f"rank {self.rank}: {what} timed out after {self.timeout.total_seconds():.0f}s")
 
-    def send(self, tensor: torch.Tensor, dst: int) -> None:
+    def send(self, tensor: torch.Tensor, dst: int, count: bool = True) -> None:
         self._wait(dist.isend(tensor, dst, group=self.group), f"send to rank {dst}")
-        self.bytes_sent += tensor.numel() * tensor.element_size()
+        if count:
+            self.bytes_sent += tensor.numel() * tensor.element_size()
 
     def recv(self, tensor: torch.Tensor, src: int) -> torch.Tensor:
         self._wait(dist.irecv(tensor, src, group=self.group), f"receive from rank {src}")
         return tensor
 
-    def all_reduce(self, tensor: torch.Tensor, op=dist.ReduceOp.SUM, count: bool = True) -> torch.Tensor:
-        """In-place all-reduce; counted as ring-all-reduce volume unless `count=False`."""
-        if self.world_size == 1:
+    def all_reduce(self, tensor: torch.Tensor, op=dist.ReduceOp.SUM, count: bool = True,
+                   group=None) -> torch.Tensor:
+        """In-place all-reduce over `group` (default: all workers); counted as ring-all-reduce
+        volume unless `count=False`."""
+        group = group if group is not None else self.group
+        size = dist.get_world_size(group) if dist.is_initialized() else 1
+        if size == 1:
             return tensor
-        self._wait(dist.all_reduce(tensor, op=op, group=self.group, async_op=True), "all-reduce")
+        self._wait(dist.all_reduce(tensor, op=op, group=group, async_op=True), "all-reduce")
         if count:
-            self.bytes_sent += self.ring_volume(tensor.numel() * tensor.element_size())
+            self.bytes_sent += self.ring_volume(tensor.numel() * tensor.element_size(), size)
         return tensor
 
-    def ring_volume(self, payload_bytes: int) -> int:
+    def ring_volume(self, payload_bytes: int, workers: int | None = None) -> int:
         """Bytes one worker sends in a ring all-reduce of `payload_bytes`: 2(N-1)/N of it."""
-        n = self.world_size
+        n = workers or self.world_size
         return 2 * (n - 1) * payload_bytes // n
 
     def counting_allreduce_hook(self):

@@ -9,6 +9,7 @@ the rank and step where a failure started.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from mpbench.data import load_dataset
 from mpbench.metrics_log import MetricsLog
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
-from mpbench.trainer import Trainer, peak_memory_bytes, timing_summary
+from mpbench.trainer import Trainer, peak_memory_bytes, timing_summary, to_device
 from mpbench.transport import Transport
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -90,7 +91,8 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path,
         model = build_model(spec.model, spec.model_settings, data.info).to(device=device, dtype=dtype)
         model_facts = describe(model)
         algorithm_cls = ALGORITHMS[spec.algorithm][1]
-        algorithm = algorithm_cls(model, worker, spec.optimizer, spec.algorithm_settings)
+        example_inputs = to_device(data.train_batch(0, spec.batch_size)[0], device, dtype)
+        algorithm = algorithm_cls(model, worker, spec.optimizer, spec.algorithm_settings, example_inputs)
 
         metrics = MetricsLog(run_dir, spec.logger, run_dir.name, config) if rank == 0 else None
         trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=spec.steps,
@@ -128,3 +130,14 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path,
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    if rendezvous.host is not None:
+        exit_without_finalizers()
+
+
+def exit_without_finalizers() -> None:
+    """End this process now that its work is on disk. Interpreter shutdown can abort a process
+    whose gloo threads still hold finished async work (pytorch/pytorch#179291), which would turn
+    a successful worker into a crash; skipping the finalizers avoids that race."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

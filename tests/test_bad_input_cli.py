@@ -17,6 +17,14 @@ CASES = {
     "unknown nested key": (["+optimizer.nope=1"], "optimizer.nope"),
     "wrong type": (["steps=many"], "steps"),
     "bad dtype": (["dtype=float8"], "dtype"),
+    "microbatches not dividing the batch": (["algorithm=pipeline", "gpus=2", "algorithm.microbatches=3"],
+                                            "microbatches"),
+    "more stages than blocks": (["algorithm=pipeline", "gpus=5"], "4 blocks"),
+    "interleaved with one stage per worker": (["algorithm=pipeline", "gpus=2", "algorithm.schedule=interleaved_1f1b"],
+                                              "stages_per_worker"),
+    "partitions not dividing gpus": (["algorithm=hypar", "gpus=3", "algorithm.partitions=2"], "partitions"),
+    "unknown schedule": (["algorithm=pipeline", "gpus=2", "algorithm.schedule=pipedream"], "schedule"),
+    "balance not summing to the blocks": (["algorithm=pipeline", "gpus=2", "algorithm.balance=[1,1]"], "balance"),
 }
 
 

@@ -1,0 +1,39 @@
+"""Run several configurations through run.py, alternating, and compare their time per iteration.
+
+Shared by the speed benchmarks. Each configuration runs `rounds` times, interleaved with the
+others (A B C A B C ...) so that slow phases of a shared machine hit all of them; the figure is
+the median over rounds of each run's median time per iteration (summary.json).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds: int) -> dict[str, dict]:
+    """{name: {"seconds": median time per iteration, "summary": last summary}} for each config."""
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    summaries: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_index in range(rounds):
+            for index, (name, overrides) in enumerate(configs.items()):
+                run_dir = Path(tmp) / f"config{index}-round{round_index}"
+                command = [sys.executable, str(REPO / "run.py"), *common, *overrides, f"hydra.run.dir={run_dir}"]
+                result = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+                summary_path = run_dir / "summary.json"
+                if result.returncode != 0 or not summary_path.exists():
+                    raise RuntimeError(f"{name} failed: {result.stderr.strip().splitlines()[-1:]}")
+                summary = json.loads(summary_path.read_text())
+                times[name].append(summary["time_per_iter_median_s"])
+                summaries[name] = summary
+                print(f"  round {round_index + 1}/{rounds} {name:<28} {times[name][-1] * 1e3:8.1f} ms/iter",
+                      file=sys.stderr, flush=True)
+    return {name: {"seconds": statistics.median(values), "all": values, "summary": summaries[name]}
+            for name, values in times.items()}

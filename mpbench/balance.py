@@ -1,0 +1,75 @@
+"""Where to cut a model: block counts per stage, uniform, explicit, or balanced by measured cost.
+
+`balance=profile` times each block's forward and backward once on one worker and picks the
+contiguous split that minimises the slowest stage (the pipeline's critical path).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from models.blocks import BlockModel, partition
+
+
+def block_costs(model: BlockModel, sample: torch.Tensor, repeats: int = 3) -> list[float]:
+    """Seconds of forward + backward of each block on `sample` (median of `repeats`).
+
+    Each block is timed on its own input, detached, so a block's time does not include the
+    blocks after it. Gradients left by the measurement are cleared.
+    """
+    costs = []
+    x = sample
+    for block in model.blocks:
+        inputs = x.detach().requires_grad_(x.is_floating_point())
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            out = block(inputs)
+            out.backward(torch.ones_like(out))
+            timings.append(time.perf_counter() - started)
+        costs.append(statistics.median(timings))
+        with torch.no_grad():
+            x = block(inputs)
+    model.zero_grad(set_to_none=True)
+    return costs
+
+
+def split_minimising_max(costs: list[float], parts: int) -> list[int]:
+    """Block counts of the contiguous split of `costs` into `parts` whose costliest part is cheapest.
+
+    Dynamic programming over (blocks used, parts used); ties keep earlier parts smaller.
+    """
+    n = len(costs)
+    partition(n, parts)  # the same errors as any other split (more parts than blocks)
+    prefix = [0.0]
+    for c in costs:
+        prefix.append(prefix[-1] + c)
+    inf = float("inf")
+    best = [[inf] * (parts + 1) for _ in range(n + 1)]  # best[i][k]: first i blocks in k parts
+    cut = [[0] * (parts + 1) for _ in range(n + 1)]
+    best[0][0] = 0.0
+    for k in range(1, parts + 1):
+        for i in range(k, n + 1):
+            for j in range(k - 1, i):  # the last part holds blocks j..i-1
+                candidate = max(best[j][k - 1], prefix[i] - prefix[j])
+                if candidate < best[i][k]:
+                    best[i][k], cut[i][k] = candidate, j
+    sizes, i = [], n
+    for k in range(parts, 0, -1):
+        j = cut[i][k]
+        sizes.append(i - j)
+        i = j
+    return sizes[::-1]
+
+
+def stage_sizes(balance, num_blocks: int, stages: int, profile=None) -> list[int]:
+    """Blocks per stage for `balance`: "uniform", "profile" (calls `profile()` for the block
+    costs) or an explicit list of block counts."""
+    if balance == "uniform":
+        return [len(r) for r in partition(num_blocks, stages)]
+    if balance == "profile":
+        return split_minimising_max(profile(), stages)
+    return [len(r) for r in partition(num_blocks, stages, list(balance))]
