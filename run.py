@@ -30,9 +30,8 @@ from models import count_blocks  # noqa: E402
 from mpbench.config import run_spec_from  # noqa: E402
 from mpbench.data import load_dataset  # noqa: E402
 from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
-from mpbench.records import atomic_write_json, atomic_write_text  # noqa: E402
+from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
 from mpbench.topology import resolve_topology  # noqa: E402
-from mpbench.worker import exit_without_finalizers  # noqa: E402
 from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
@@ -73,22 +72,10 @@ def train(cfg: DictConfig) -> str:
             print(f"notice: {topology.workers} workers x {topology.threads_per_worker} threads > "
                   f"{topology.cores} cores: timings are oversubscribed", flush=True)
     summary = launch(spec, topology, run_dir, config)
-    if leader:
-        print(_result_line(run_dir, summary), flush=True)
+    print(result_line(run_dir, summary), flush=True)
     if not multirun and summary.get("status") == "failed":
         raise SystemExit(1)
     return summary.get("status", "failed")
-
-
-def _result_line(run_dir: Path, summary: dict) -> str:
-    status = summary["status"]
-    if status != "ok":
-        return f"{status}: {summary.get('reason')} -> {run_dir}"
-    final = summary.get("final", {})
-    metric = next((f"{k}={final[k]:.4f}" for k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
-                   if k in final), "")
-    return (f"ok: eval_loss={final.get('eval_loss', float('nan')):.4f} {metric} "
-            f"{summary.get('time_per_iter_median_s', float('nan')) * 1e3:.1f} ms/iter -> {run_dir}")
 
 
 def main() -> None:
@@ -102,8 +89,6 @@ def main() -> None:
         if not started_by_torchrun() or torchrun_rank() == 0:
             print(f"error: {one_line(err)}", file=sys.stderr)
         raise SystemExit(2) from None
-    if started_by_torchrun():
-        exit_without_finalizers()  # this process was a worker: same shutdown race as spawned ones
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch.multiprocessing as mp
 
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
-from mpbench.records import atomic_write_json, environment_record, read_json, worker_report_path
+from mpbench.records import atomic_write_json, environment_record, read_json, result_line, worker_report_path
 from mpbench.topology import Topology
 from mpbench.worker import Rendezvous, run_worker
 
@@ -40,7 +40,9 @@ def torchrun_rank() -> int:
 
 
 def launch(spec: RunSpec, topology: Topology, run_dir: Path, config: dict) -> dict:
-    """Run one training run to the end and return its summary (also written to summary.json)."""
+    """Run one training run to the end and return its summary (also written to summary.json).
+
+    Under torchrun this process is a worker and ends with the run (it does not return)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     if started_by_torchrun():
@@ -95,30 +97,23 @@ def _terminate(processes) -> None:
             p.join()
 
 
-def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float) -> dict:
-    rank = torchrun_rank()
-    try:
-        run_worker(rank, spec, topology, run_dir, Rendezvous(), config)
-        error = None
-    except Exception as err:  # recorded in this rank's report; rank 0 still writes the summary
-        error = f"rank {rank} raised {type(err).__name__}"
-    if rank != 0:
-        if error:
-            raise SystemExit(1)
-        return {}
-    if error:
-        time.sleep(2.0)  # let the failing peer finish writing its report
-    summary = compose_summary(spec, topology, run_dir, started, launcher_error=error)
-    atomic_write_json(run_dir / "summary.json", summary)
-    return summary
+def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float):
+    """This process is one of torchrun's workers; rank 0 also writes the summary. Never returns."""
+
+    def write_summary(run_dir: Path) -> None:
+        summary = compose_summary(spec, topology, run_dir, started)
+        atomic_write_json(run_dir / "summary.json", summary)
+        print(result_line(run_dir, summary), flush=True)
+
+    run_worker(torchrun_rank(), spec, topology, run_dir, Rendezvous(), config,
+               finish=write_summary if torchrun_rank() == 0 else None)
 
 
 def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: float,
                     launcher_error: str | None = None, crashed_rank: int | None = None) -> dict:
     """Merge the workers' reports into one record of the run.
 
-    Status: `failed` if any worker failed or left no report (a worker without a report, else
-    the earliest failure, is the cause), else `diverged` if the loss became non-finite, else `ok`.
+    Status: `failed` if any worker failed or left no report, else `diverged` if the loss became non-finite, else `ok`.
     """
     reports = {}
     for rank in range(topology.workers):
@@ -134,18 +129,20 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
         "dtype": spec.dtype, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
         **{k: v for k, v in topology.as_record().items() if k != "workers"},
     }
-    if missing:
-        # A worker that left no report died hard (killed, os._exit, segfault); the others' errors
-        # are then only "connection closed by peer", so the silent one is the cause.
-        cause = crashed_rank if crashed_rank in missing else missing[0]
-        step = next((r["step"] for r in failures if r.get("step")), None)
-        summary.update(status="failed", failed_rank=cause, failed_step=step,
-                       reason=f"rank {cause} ended without a report ({launcher_error or 'no report'})")
-    elif failures:
-        first = failures[0]
-        where = f"at step {first['step']}" if first["step"] is not None else "during set-up"
-        summary.update(status="failed", failed_rank=first["rank"], failed_step=first["step"],
-                       reason=f"rank {first['rank']} failed {where}: {first['error']}")
+    # The cause: the worker the launcher saw end first; else the earliest reported failure (the
+    # others then only report "connection closed by peer"); else a worker that left no report.
+    cause = crashed_rank if crashed_rank is not None else (
+        failures[0]["rank"] if failures else (missing[0] if missing else None))
+    if cause is not None:
+        report = reports.get(cause, {})
+        if report.get("status") == "failed":
+            where = f"at step {report['step']}" if report["step"] is not None else "during set-up"
+            summary.update(status="failed", failed_rank=cause, failed_step=report["step"],
+                           reason=f"rank {cause} failed {where}: {report['error']}")
+        else:  # died hard: killed, os._exit, a segfault
+            step = next((r["step"] for r in failures if r.get("step")), None)
+            summary.update(status="failed", failed_rank=cause, failed_step=step,
+                           reason=f"rank {cause} ended without a report ({launcher_error or 'no report'})")
     elif launcher_error:
         summary.update(status="failed", failed_rank=None, reason=launcher_error)
     else:

@@ -94,3 +94,15 @@ def environment_record(repo: Path) -> dict:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "git": git_commit(repo),
     }
+
+
+def result_line(run_dir: Path, summary: dict) -> str:
+    """One line for the console: status, final metric, speed, and where the records are."""
+    status = summary["status"]
+    if status != "ok":
+        return f"{status}: {summary.get('reason')} -> {run_dir}"
+    final = summary.get("final", {})
+    metric = next((f"{k}={final[k]:.4f}" for k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
+                   if k in final), "")
+    return (f"ok: eval_loss={final.get('eval_loss', float('nan')):.4f} {metric} "
+            f"{summary.get('time_per_iter_median_s', float('nan')) * 1e3:.1f} ms/iter -> {run_dir}")

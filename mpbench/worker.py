@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from algorithms import ALGORITHMS
 from models import build_model, describe
@@ -61,83 +65,97 @@ def join_group(rank: int, world_size: int, backend: str, rendezvous: Rendezvous,
     dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
 
 
-def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path,
-               rendezvous: Rendezvous, config: dict) -> None:
-    """Entry point of one worker process (spawned, or started by torchrun)."""
+def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rendezvous: Rendezvous,
+               config: dict, finish: Callable[[Path], None] | None = None) -> NoReturn:
+    """Entry point of one worker process (spawned, or started by torchrun); never returns.
+
+    The worker trains, writes its report (also on failure), waits until every worker has written
+    its own, leaves the group, calls `finish(run_dir)` if given (torchrun's rank 0 writes the
+    summary there) and ends the process with exit status 0, or 1 if it failed.
+    """
     configure_threads(topology.threads_per_worker)
-    world_size = topology.workers
-    report_path = worker_report_path(run_dir, rank)
-    trainer = None
-    started = time.time()
+    # One progress bar per process needs no cross-process lock; tqdm's default one is a semaphore
+    # that exit_now() would leave to the parent's resource tracker to clean up.
+    tqdm.set_lock(threading.RLock())
+    started, failed = time.time(), False
+    progress: list[Trainer] = []  # the trainer, once built: its step locates a failure
     try:
-        if topology.device_type == "cuda":
-            device = torch.device("cuda", rank % torch.cuda.device_count())
-            torch.cuda.set_device(device)
-        else:
-            device = torch.device("cpu")
-        join_group(rank, world_size, topology.backend, rendezvous, spec.timeout_s)
+        device = _device_of(rank, topology)
+        join_group(rank, topology.workers, topology.backend, rendezvous, spec.timeout_s)
         if rendezvous.host is None:  # torchrun: only rank 0 has a Hydra run directory
             shared = [str(run_dir)]
             dist.broadcast_object_list(shared, src=0)
             run_dir = Path(shared[0])
-            report_path = worker_report_path(run_dir, rank)
-        dtype = DTYPES[spec.dtype]
-        transport = Transport(rank, world_size, spec.timeout_s)
-        worker = Worker(rank, world_size, device, dtype, transport)
-
-        data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed,
-                            cache_dir=spec.cache_dir)
-        torch.manual_seed(spec.seed)
-        model = build_model(spec.model, spec.model_settings, data.info).to(device=device, dtype=dtype)
-        model_facts = describe(model)
-        algorithm_cls = ALGORITHMS[spec.algorithm][1]
-        example_inputs = to_device(data.train_batch(0, spec.batch_size)[0], device, dtype)
-        algorithm = algorithm_cls(model, worker, spec.optimizer, spec.algorithm_settings, example_inputs)
-
-        metrics = MetricsLog(run_dir, spec.logger, run_dir.name, config) if rank == 0 else None
-        trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=spec.steps,
-                          batch_size=spec.batch_size, eval_every=spec.eval_every,
-                          eval_batches=spec.eval_batches, metrics_sink=metrics, fault=spec.fault,
-                          progress=rank == 0)
-        outcome = trainer.run()
-        if spec.save_weights:
-            weights = run_dir / "weights" / f"rank{rank}.pt"
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            partial = weights.with_suffix(".tmp")
-            torch.save({k: v.detach().cpu() for k, v in algorithm.model_state().items()}, partial)
-            os.replace(partial, weights)  # atomic: never a half-written weights file
-        report = {
-            "rank": rank, "status": outcome.status, "steps_completed": outcome.steps_completed,
-            "diverged_at_step": outcome.diverged_at,
-            "peak_memory_bytes": peak_memory_bytes(device), "bytes_sent": transport.bytes_sent,
-            "algorithm": algorithm.summary(), "started_at": started, "time": time.time(),
-        }
-        if rank == 0:
-            report.update(final=outcome.final, model=model_facts,
-                          timing=timing_summary(outcome.step_times_s, spec.batch_size, data.info))
-        atomic_write_json(report_path, report)
-        if metrics is not None:
-            metrics.finish(report)
+        transport = Transport(rank, topology.workers, spec.timeout_s)
+        worker = Worker(rank, topology.workers, device, DTYPES[spec.dtype], transport)
+        report = _train(spec, worker, run_dir, config, progress)
+        atomic_write_json(worker_report_path(run_dir, rank), {**report, "started_at": started, "time": time.time()})
         # Every report is on disk before any worker leaves (torchrun's rank 0 merges them next).
         transport.all_reduce(torch.zeros(1, device=device), count=False)
     except BaseException as err:
-        atomic_write_json(report_path, {
-            "rank": rank, "status": "failed", "step": trainer.step + 1 if trainer else None,
+        failed = True
+        atomic_write_json(worker_report_path(run_dir, rank), {
+            "rank": rank, "status": "failed", "step": progress[0].step + 1 if progress else None,
             "error": f"{type(err).__name__}: {err}".strip().splitlines()[0][:500],
             "traceback": traceback.format_exc(), "started_at": started, "time": time.time(),
         })
-        raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if rendezvous.host is not None:
-        exit_without_finalizers()
+    if finish is not None:
+        finish(run_dir)
+    exit_now(1 if failed else 0)
 
 
-def exit_without_finalizers() -> None:
-    """End this process now that its work is on disk. Interpreter shutdown can abort a process
-    whose gloo threads still hold finished async work (pytorch/pytorch#179291), which would turn
-    a successful worker into a crash; skipping the finalizers avoids that race."""
+def _device_of(rank: int, topology: Topology) -> torch.device:
+    if topology.device_type != "cuda":
+        return torch.device("cpu")
+    device = torch.device("cuda", rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    return device
+
+
+def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress: list) -> dict:
+    """Build this worker's data, model and algorithm, train, and return its report."""
+    rank, device, dtype = worker.rank, worker.device, worker.dtype
+    data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec.model, spec.model_settings, data.info).to(device=device, dtype=dtype)
+    model_facts = describe(model)
+    example_inputs = to_device(data.train_batch(0, spec.batch_size)[0], device, dtype)
+    algorithm = ALGORITHMS[spec.algorithm][1](model, worker, spec.optimizer, spec.algorithm_settings,
+                                              example_inputs)
+    metrics = MetricsLog(run_dir, spec.logger, run_dir.name, config) if rank == 0 else None
+    trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=spec.steps,
+                      batch_size=spec.batch_size, eval_every=spec.eval_every,
+                      eval_batches=spec.eval_batches, metrics_sink=metrics, fault=spec.fault,
+                      progress=rank == 0)
+    progress.append(trainer)
+    outcome = trainer.run()
+    if spec.save_weights:
+        weights = run_dir / "weights" / f"rank{rank}.pt"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        partial = weights.with_suffix(".tmp")
+        torch.save({k: v.detach().cpu() for k, v in algorithm.model_state().items()}, partial)
+        os.replace(partial, weights)  # atomic: never a half-written weights file
+    report = {
+        "rank": rank, "status": outcome.status, "steps_completed": outcome.steps_completed,
+        "diverged_at_step": outcome.diverged_at, "peak_memory_bytes": peak_memory_bytes(device),
+        "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.summary(),
+    }
+    if rank == 0:
+        report.update(final=outcome.final, model=model_facts,
+                      timing=timing_summary(outcome.step_times_s, spec.batch_size, data.info))
+    if metrics is not None:
+        metrics.finish(report)
+    return report
+
+
+def exit_now(status: int) -> NoReturn:
+    """End this worker process without interpreter shutdown. Tearing down live gloo process
+    groups at shutdown can hang (a DDP reducer's group joining a thread that waits on a peer that
+    has already left) or abort ("terminate called without an active exception",
+    pytorch/pytorch#179291), which would turn a finished run into a failed or hung one."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
