@@ -205,7 +205,7 @@ class Pipeline(Algorithm):
         super().__init__(model, worker, optimizer, settings, example_inputs)
         self.model = model
         self.settings = settings
-        self.num_ranks = self._partitions_of(settings, worker)  # P: workers per pipeline
+        self.num_ranks = getattr(settings, "partitions", worker.world_size)  # P: workers per pipeline
         self.replicas = worker.world_size // self.num_ranks  # R
         self.replica, self.position = divmod(worker.rank, self.num_ranks)
         v = settings.stages_per_worker
@@ -216,6 +216,7 @@ class Pipeline(Algorithm):
 
         self.m = settings.microbatches or 4 * self.num_stages
         microbatch = example_inputs[:len(example_inputs) // (self.replicas * self.m)]
+        self.profile: list[float] | None = None  # block seconds, measured on worker 0 for balance=profile
         self.sizes = self._split(model, worker, microbatch)
         starts = [sum(self.sizes[:s]) for s in range(self.num_stages)]
         self.stage_blocks = [range(starts[s], starts[s] + self.sizes[s]) for s in range(self.num_stages)]
@@ -235,10 +236,6 @@ class Pipeline(Algorithm):
         self.tie_groups = self._tie_groups(model)
         self.step_seconds: list[float] = []
         self.compute_seconds: list[float] = []
-
-    @staticmethod
-    def _partitions_of(settings, worker: Worker) -> int:
-        return getattr(settings, "partitions", worker.world_size)
 
     def _rank_in_pipeline(self, stage: int) -> int:
         """Which worker of a pipeline holds `stage`: round-robin, or a V for the V schedules."""
@@ -341,7 +338,7 @@ class Pipeline(Algorithm):
             "measured_bubble": 1 - compute / step if step > 0 else None,
             "pipeline_bytes_sent": self.clock.bytes_sent,
         }
-        if getattr(self, "profile", None):
+        if self.profile is not None:
             facts["profiled_block_seconds"] = self.profile
         return facts
 
