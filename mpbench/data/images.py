@@ -112,14 +112,19 @@ class ImageClassificationDataset:
 
     def eval_batches(self, batch_size: int,
                      max_batches: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The test set in order, unaugmented; the last batch may be smaller."""
+        """The test set, unaugmented, in one fixed shuffled order; the last batch may be smaller.
+
+        The files list the test set class by class, so the first batches in file order would hold
+        one class only. The order comes from seed 0 whatever the run's seed, so every run (any
+        seed, algorithm or worker count) evaluates the same samples.
+        """
         check_batch_size(batch_size)
         n_batches = -(-len(self.test_labels) // batch_size)
         if max_batches is not None:
             n_batches = min(n_batches, max_batches)
-        return [(self.normalise(self.test_images[start : start + batch_size]),
-                 self.test_labels[start : start + batch_size].clone())
-                for start in range(0, n_batches * batch_size, batch_size)]
+        order = torch.randperm(len(self.test_labels), generator=generator_for(0, Stream.EVAL_ORDER, 0))
+        chosen = [order[start:start + batch_size] for start in range(0, n_batches * batch_size, batch_size)]
+        return [(self.normalise(self.test_images[rows]), self.test_labels[rows].clone()) for rows in chosen]
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float32 scaled to [0, 1], minus the channel mean, over the channel std."""

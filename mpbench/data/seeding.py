@@ -24,6 +24,7 @@ class Stream(IntEnum):
     TEXT_WINDOWS = 1  # window start offsets of a language-model training batch (index: step)
     IMAGE_ORDER = 2  # the sample permutation of one image epoch (index: epoch)
     IMAGE_AUGMENT = 3  # crop offsets and flips of one image training batch (index: step)
+    EVAL_ORDER = 4  # the fixed order of an image test set (seed 0 always: every run sees one set)
 
 
 def derive_seed(seed: int, stream: Stream, index: int) -> int:
