@@ -73,9 +73,9 @@ def train(cfg: DictConfig) -> str:
                   f"{topology.cores} cores: timings are oversubscribed", flush=True)
     summary = launch(spec, topology, run_dir, config)
     print(result_line(run_dir, summary), flush=True)
-    if not multirun and summary.get("status") == "failed":
+    if not multirun and summary["status"] == "failed":
         raise SystemExit(1)
-    return summary.get("status", "failed")
+    return summary["status"]
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ Two ways in, one set of records:
   group (env://), and rank 0 merges the reports.
 
 No wait is unbounded: group creation, collectives and point-to-point receives use the run's
-`timeout_s`, and a worker that dies takes the others down through torch.multiprocessing, which
-terminates the rest. Ctrl-C terminates every worker before this process exits.
+`timeout_s`. When a spawned worker ends with an error, torch.multiprocessing terminates the rest;
+Ctrl-C terminates every worker before this process exits.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import torch.distributed as dist
@@ -55,8 +56,6 @@ def launch(spec: RunSpec, topology: Topology, run_dir: Path, config: dict) -> di
 
 
 def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float) -> dict:
-    from datetime import timedelta
-
     # The store lives in this process, so it outlives any worker that crashes.
     store = dist.TCPStore("127.0.0.1", 0, topology.workers + 1, is_master=True,
                           timeout=timedelta(seconds=spec.timeout_s), wait_for_workers=False)
@@ -67,9 +66,9 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
     try:
         while not context.join(timeout=0.5):
             pass
-    except mp.ProcessRaisedException as err:
+    except mp.ProcessRaisedException as err:  # only before run_worker's own error handling
         launcher_error, crashed_rank = f"rank {err.error_index} raised", err.error_index
-    except mp.ProcessExitedException as err:
+    except mp.ProcessExitedException as err:  # workers end with os._exit: 1 after a failure
         launcher_error = f"rank {err.error_index} exited with code {err.exit_code}"
         crashed_rank = err.error_index
     except BaseException:  # Ctrl-C or anything else here: no worker may outlive this process
@@ -113,7 +112,8 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
                     launcher_error: str | None = None, crashed_rank: int | None = None) -> dict:
     """Merge the workers' reports into one record of the run.
 
-    Status: `failed` if any worker failed or left no report, else `diverged` if the loss became non-finite, else `ok`.
+    Status: `failed` if any worker failed or left no report, else `diverged` if the loss became
+    non-finite, else `ok`.
     """
     reports = {}
     for rank in range(topology.workers):
