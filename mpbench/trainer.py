@@ -5,8 +5,12 @@ set the learning rate from the global step, let the algorithm do one iteration, 
 workers' loss shares into the global-batch loss. Every `eval_every` steps and at the end, the
 held-out split is evaluated with the current weights. Worker 0 writes the metrics.
 
-Time per iteration is measured on worker 0 from the start of a step until the loss of that step
-is known to all workers (so it covers the slowest worker), and excludes evaluation.
+The global-batch loss of step t is reduced across workers while step t+1 runs, and recorded
+then: waiting for it at the end of step t would put a barrier between every two steps and stall
+algorithms whose workers overlap consecutive steps (the stale-gradient family). Time per
+iteration is therefore worker 0's loop period: from the start of step t to the start of step
+t+1 (on an evaluation step and the last step: until its loss is known to all workers). It
+excludes evaluation.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from mpbench.algorithm import Algorithm, StepLoss, Worker
 from mpbench.config import FaultSpec, OptimizerSpec
 from mpbench.data.base import DataInfo, Dataset
 from mpbench.optim import lr_at
+from mpbench.transport import Pending
 from models.blocks import EvalTotals
 
 
@@ -35,6 +40,16 @@ class TrainOutcome:
     diverged_at: int | None = None
     step_times_s: list[float] = field(default_factory=list)
     final: dict = field(default_factory=dict)
+
+
+@dataclass
+class _StepInFlight:
+    """A step whose training iteration is done and whose global loss is being reduced."""
+
+    step: int
+    lr: float
+    started: float
+    loss: Pending
 
 
 class InjectedFault(RuntimeError):
@@ -83,17 +98,15 @@ class Trainer:
         self.sink = metrics_sink  # worker 0 only
         self.fault = fault if fault is not None and fault.rank == worker.rank else None
         self.progress = progress
-        self.step = 0  # steps completed; read by the worker's failure report
+        self.step = 0  # steps whose training iteration is done; read by the worker's failure report
         self.eval_set = [(to_device(x, worker.device, worker.dtype), to_device(y, worker.device, worker.dtype))
                          for x, y in data.eval_batches(batch_size, eval_batches)]
 
-    def _global_loss(self, share: StepLoss | None) -> float:
+    def _start_global_loss(self, share: StepLoss | None) -> Pending:
+        """Start summing (mean * rows, rows) over workers; the mean is sum / rows when done."""
         weighted = (share.mean * share.rows, share.rows) if share is not None else (0.0, 0)
-        if self.worker.world_size == 1:
-            return weighted[0] / weighted[1]
         buf = torch.tensor(weighted, dtype=torch.float64, device=self.worker.device)
-        self.worker.transport.all_reduce(buf, count=False)
-        return (buf[0] / buf[1]).item()
+        return self.worker.transport.start_all_reduce(buf, count=False)
 
     def _evaluate(self) -> dict:
         totals = self.algorithm.evaluate(self.eval_set)
@@ -121,6 +134,8 @@ class Trainer:
         bar = tqdm(total=self.steps, disable=not self.progress, desc="train", unit="step",
                    dynamic_ncols=True, leave=True)
         last_eval: dict = {}
+        loss = float("nan")
+        unfinished: _StepInFlight | None = None  # the previous step, its loss still being reduced
         for step in range(1, self.steps + 1):
             lr = lr_at(step - 1, self.steps, self.optimizer)
             started = time.perf_counter()
@@ -132,27 +147,53 @@ class Trainer:
             share = self.algorithm.train_step(inputs, targets, lr)
             if poison and share is not None:
                 share = StepLoss(float("nan"), share.rows)
-            loss = self._global_loss(share)
-            elapsed = time.perf_counter() - started
             self.step = step
-            outcome.step_times_s.append(elapsed)
-            row = {"step": step, "train_loss": loss, "lr": lr, "step_time_s": elapsed}
-            if not math.isfinite(loss):
-                outcome.status, outcome.diverged_at = "diverged", step
-                self._record(row, flush=True)
-                break
+            current = _StepInFlight(step, lr, started, self._start_global_loss(share))
+            if unfinished is not None:
+                row = self._finish_step(unfinished, outcome, ended=started)
+                unfinished = None
+                if row is None:
+                    current.loss.wait()  # every worker started this reduction; complete it
+                    break
+                loss = row["train_loss"]
+                bar.update(1)
+            unfinished = current
             if step % self.eval_every == 0 or step == self.steps:
+                row = self._finish_step(current, outcome, ended=None, record=False)
+                unfinished = None
+                if row is None:
+                    break
+                loss = row["train_loss"]
                 last_eval = self._evaluate()
                 row.update(last_eval)
+                self._record(row, flush=True)  # metrics.jsonl is rewritten at each eval
                 bar.set_postfix(loss=f"{loss:.3f}", eval=f"{last_eval['eval_loss']:.3f}")
-            self._record(row, flush="eval_loss" in row)  # metrics.jsonl is rewritten at each eval
-            bar.update(1)
+                bar.update(1)
         bar.close()
-        outcome.steps_completed = self.step
         outcome.final = {"train_loss": loss, **last_eval}
         if self.sink is not None:
             self.sink.flush()
         return outcome
+
+    def _finish_step(self, step: _StepInFlight, outcome: TrainOutcome, ended: float | None,
+                     record: bool = True) -> dict | None:
+        """Wait for the step's global loss, time it and record its row; None if it diverged.
+
+        `ended` is when the step's period ended (the next step's start); None: now.
+        """
+        total = step.loss.wait()
+        loss = (total[0] / total[1]).item()
+        elapsed = (ended if ended is not None else time.perf_counter()) - step.started
+        outcome.step_times_s.append(elapsed)
+        outcome.steps_completed = step.step
+        row = {"step": step.step, "train_loss": loss, "lr": step.lr, "step_time_s": elapsed}
+        if not math.isfinite(loss):
+            outcome.status, outcome.diverged_at = "diverged", step.step
+            self._record(row, flush=True)
+            return None
+        if record:
+            self._record(row, flush=False)
+        return row
 
     def _record(self, row: dict, flush: bool) -> None:
         if self.sink is None:

@@ -19,6 +19,19 @@ class PeerTimeout(RuntimeError):
     """A peer did not answer within the run's timeout."""
 
 
+class Pending:
+    """A started send, receive or collective; `wait()` finishes it within the run's timeout."""
+
+    def __init__(self, transport: Transport, work, tensor: torch.Tensor, what: str):
+        self._transport, self._work, self.tensor, self._what = transport, work, tensor, what
+
+    def wait(self) -> torch.Tensor:
+        if self._work is not None:
+            self._transport._wait(self._work, self._what)
+            self._work = None
+        return self.tensor
+
+
 class Transport:
     def __init__(self, rank: int, world_size: int, timeout_s: float, group=None):
         self.rank = rank
@@ -44,6 +57,26 @@ class Transport:
     def recv(self, tensor: torch.Tensor, src: int) -> torch.Tensor:
         self._wait(dist.irecv(tensor, src, group=self.group), f"receive from rank {src}")
         return tensor
+
+    def post_send(self, tensor: torch.Tensor, dst: int, tag: int) -> Pending:
+        """Start sending `tensor` (kept alive by the handle) on message stream `tag`; counted."""
+        work = dist.isend(tensor, dst, group=self.group, tag=tag)
+        self.bytes_sent += tensor.numel() * tensor.element_size()
+        return Pending(self, work, tensor, f"send to rank {dst} (tag {tag})")
+
+    def post_recv(self, tensor: torch.Tensor, src: int, tag: int) -> Pending:
+        """Start receiving into `tensor` from message stream `tag`; `wait()` returns it."""
+        return Pending(self, dist.irecv(tensor, src, group=self.group, tag=tag), tensor,
+                       f"receive from rank {src} (tag {tag})")
+
+    def start_all_reduce(self, tensor: torch.Tensor, count: bool = True) -> Pending:
+        """An all-reduce (sum) over all workers that overlaps with what the caller does next."""
+        if self.world_size == 1:
+            return Pending(self, None, tensor, "all-reduce")
+        work = dist.all_reduce(tensor, group=self.group, async_op=True)
+        if count:
+            self.bytes_sent += self.ring_volume(tensor.numel() * tensor.element_size())
+        return Pending(self, work, tensor, "all-reduce")
 
     def all_reduce(self, tensor: torch.Tensor, op=dist.ReduceOp.SUM, count: bool = True,
                    group=None) -> torch.Tensor:
