@@ -12,7 +12,7 @@ import torch
 from mpbench.algorithm import Algorithm, StepLoss, Worker
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
-from mpbench.optim import make_optimizer, set_lr
+from mpbench.optim import clip_gradients, make_optimizer, set_lr
 from models.blocks import BlockModel, EvalTotals
 
 
@@ -27,6 +27,7 @@ class Backprop(Algorithm):
         super().__init__(model, worker, optimizer, settings, example_inputs)
         self.model = model
         self.optimizer = make_optimizer(model.parameters(), optimizer)
+        self.optimizer_spec = optimizer
 
     def batch_rows(self, batch_size: int) -> slice | None:
         return slice(0, batch_size)
@@ -36,6 +37,7 @@ class Backprop(Algorithm):
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.model.loss(self.model(inputs), targets)
         loss.backward()
+        clip_gradients(list(self.model.parameters()), self.optimizer_spec)  # one global norm
         self.optimizer.step()
         return StepLoss(loss.item(), len(targets))
 

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mpbench.algorithm import Algorithm, StepLoss, Worker
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
-from mpbench.optim import make_optimizer, set_lr
+from mpbench.optim import clip_gradients, make_optimizer, set_lr
 from models.blocks import BlockModel, EvalTotals
 
 
@@ -47,6 +47,7 @@ class DataParallel(Algorithm):
                                                bucket_cap_mb=settings.bucket_cap_mb)
         self.replica.register_comm_hook(None, worker.transport.counting_allreduce_hook())
         self.optimizer = make_optimizer(model.parameters(), optimizer)
+        self.optimizer_spec = optimizer
 
     def batch_rows(self, batch_size: int) -> slice:
         shard = batch_size // self.worker.world_size
@@ -57,6 +58,7 @@ class DataParallel(Algorithm):
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.model.loss(self.replica(inputs), targets)
         loss.backward()  # DDP all-reduces (averages) the gradients during this call
+        clip_gradients(list(self.model.parameters()), self.optimizer_spec)  # replicas agree: one global norm
         self.optimizer.step()
         return StepLoss(loss.item(), len(targets))
 

@@ -48,12 +48,12 @@ from torch.distributed.pipelining import PipelineStage
 from torch.distributed.pipelining.schedules import PipelineScheduleSingle, get_schedule_class
 
 from mpbench.algorithm import Algorithm, StepLoss, Worker
-from mpbench.balance import block_costs, stage_sizes
+from mpbench.balance import agreed_split, check_balance, check_split
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import make_optimizer, set_lr
 from mpbench.staged_eval import evaluate_stages
-from models.blocks import BlockModel, EvalTotals, partition
+from models.blocks import BlockModel, EvalTotals
 
 # name -> (torch schedule name, stage placement, stages per worker it needs: None = 2 or more)
 SCHEDULES = {
@@ -81,9 +81,7 @@ class PipelineSettings:
             raise ValueError(f"microbatches must be a positive integer or null, got {self.microbatches}")
         if self.stages_per_worker < 1:
             raise ValueError(f"stages_per_worker must be at least 1, got {self.stages_per_worker}")
-        if not (self.balance in ("uniform", "profile") or (
-                isinstance(self.balance, tuple) and all(isinstance(b, int) for b in self.balance))):
-            raise ValueError(f"balance must be uniform, profile or a list of block counts, got {self.balance!r}")
+        check_balance(self.balance)
 
 
 @dataclass(frozen=True)
@@ -164,6 +162,9 @@ class Pipeline(Algorithm):
     def check(cls, run: RunSpec, num_blocks: int) -> None:
         s = run.algorithm_settings
         name = run.algorithm
+        if run.optimizer.clip_norm is not None:
+            raise ConfigError(f"{name}: optimizer.clip_norm is not supported (a global norm over stages on "
+                              f"different workers is not implemented); set optimizer.clip_norm=null")
         partitions = cls.partitions(run)
         if run.gpus % partitions:
             raise ConfigError(f"{name}: partitions={partitions} must divide gpus={run.gpus}")
@@ -182,12 +183,8 @@ class Pipeline(Algorithm):
             raise ConfigError(f"{name}: schedule={s.schedule} needs stages_per_worker=2 (a V of two "
                               f"stages per worker), got {s.stages_per_worker}")
         stages = partitions * s.stages_per_worker
-        try:
-            partition(num_blocks, stages, None if isinstance(s.balance, str) else list(s.balance))
-        except ValueError as err:
-            key = "" if isinstance(s.balance, str) else f"balance={list(s.balance)}: "
-            raise ConfigError(f"{name}: {key}{err} (stages = partitions {partitions} x stages_per_worker "
-                              f"{s.stages_per_worker})") from None
+        check_split(name, s.balance, num_blocks, stages,
+                    f"stages = partitions {partitions} x stages_per_worker {s.stages_per_worker}")
         m = s.microbatches or 4 * stages
         per_replica = run.batch_size // replicas
         if per_replica % m:
@@ -216,8 +213,8 @@ class Pipeline(Algorithm):
 
         self.m = settings.microbatches or 4 * self.num_stages
         microbatch = example_inputs[:len(example_inputs) // (self.replicas * self.m)]
-        self.profile: list[float] | None = None  # block seconds, measured on worker 0 for balance=profile
-        self.sizes = self._split(model, worker, microbatch)
+        # balance=profile: block seconds measured by worker 0 on one micro-batch; None otherwise
+        self.sizes, self.profile = agreed_split(settings.balance, model, microbatch, self.num_stages)
         starts = [sum(self.sizes[:s]) for s in range(self.num_stages)]
         self.stage_blocks = [range(starts[s], starts[s] + self.sizes[s]) for s in range(self.num_stages)]
         owned = [s for s in range(self.num_stages) if self._rank_in_pipeline(s) == self.position]
@@ -247,19 +244,6 @@ class Pipeline(Algorithm):
     def _global_rank(self, stage: int, replica: int | None = None) -> int:
         replica = self.replica if replica is None else replica
         return replica * self.num_ranks + self._rank_in_pipeline(stage)
-
-    def _split(self, model: BlockModel, worker: Worker, microbatch: torch.Tensor) -> list[int]:
-        """Blocks per stage; with balance=profile, worker 0 times every block on one micro-batch
-        and every worker uses the split it chose."""
-        balance = self.settings.balance
-        if balance != "profile":
-            return stage_sizes(balance, len(model.blocks), self.num_stages)
-        chosen = [None]
-        if worker.rank == 0:
-            self.profile = block_costs(model, microbatch)
-            chosen = [stage_sizes("profile", len(model.blocks), self.num_stages, lambda: self.profile)]
-        dist.broadcast_object_list(chosen, src=0)
-        return chosen[0]
 
     def _tie_groups(self, model: BlockModel) -> list[tuple[Any, nn.Parameter]]:
         """For each tied tensor whose uses sit on different workers of a replica, a process group

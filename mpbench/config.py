@@ -88,6 +88,7 @@ class OptimizerSpec:
     min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of lr
     milestones: tuple = ()  # step: steps at which lr is multiplied by decay_factor
     decay_factor: float = 0.1  # step
+    clip_norm: float | None = None  # max L2 norm of each clip group's gradient (see optim.py); null: none
 
     def __post_init__(self):
         if self.name not in ("sgd", "adam", "adamw"):
@@ -102,6 +103,8 @@ class OptimizerSpec:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
         if any(m <= 0 for m in self.milestones):
             raise ValueError(f"milestones must be positive steps, got {self.milestones}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be a positive number or null, got {self.clip_norm}")
 
 
 @dataclass(frozen=True)

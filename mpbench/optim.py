@@ -49,6 +49,17 @@ def lr_at(step: int, total_steps: int, spec: OptimizerSpec) -> float:
     return floor + (spec.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def clip_gradients(group: list[nn.Parameter], spec: OptimizerSpec) -> None:
+    """Scale the gradients of `group` so that their joint L2 norm is at most `spec.clip_norm`.
+
+    One group is one norm: all parameters for `backprop` and `data_parallel` (the usual global
+    clip); one group per module for the stale-gradient family, whose modules apply gradients of
+    different batches in the same step.
+    """
+    if spec.clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in group if p.grad is not None], spec.clip_norm)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
