@@ -3,10 +3,15 @@
 from algorithms.backprop import Backprop
 from algorithms.data_parallel import DataParallel
 from algorithms.pipeline import HyPar, Pipeline
+from algorithms.stale_gradient import DDGSettings, FeaturesReplaySettings, OuroborosSettings, StaleGradient
 
 ALGORITHMS = {
     "backprop": (Backprop.Settings, Backprop),
     "data_parallel": (DataParallel.Settings, DataParallel),
     "pipeline": (Pipeline.Settings, Pipeline),
     "hypar": (HyPar.Settings, HyPar),
+    # One family, three configurations of it (algorithms/stale_gradient.py).
+    "ddg": (DDGSettings, StaleGradient),
+    "features_replay": (FeaturesReplaySettings, StaleGradient),
+    "ouroboros": (OuroborosSettings, StaleGradient),
 }

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Small and fast: a 2-layer GPT on the shipped tiny-shakespeare.
@@ -29,3 +31,24 @@ def read_summary(run_dir: Path) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def train(tmp_path: Path, name: str, args: list[str], env: dict | None = None) -> Path:
+    """Run run.py with `args` into `tmp_path/name`; the run must succeed. Returns its directory."""
+    run_dir = tmp_path / name
+    result = run_cli([*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(run_dir)["status"] == "ok"
+    return run_dir
+
+
+def merged_weights(run_dir: Path, workers: int) -> dict:
+    """The whole model's state from the workers' weight files (save_weights=true); a tensor held
+    by two workers (a tied embedding) must agree exactly."""
+    merged = {}
+    for rank in range(workers):
+        for name, value in torch.load(run_dir / "weights" / f"rank{rank}.pt", weights_only=True).items():
+            if name in merged:
+                assert torch.equal(merged[name], value), f"copies of {name} differ"
+            merged[name] = value
+    return merged

@@ -25,6 +25,19 @@ CASES = {
     "partitions not dividing gpus": (["algorithm=hypar", "gpus=3", "algorithm.partitions=2"], "partitions"),
     "unknown schedule": (["algorithm=pipeline", "gpus=2", "algorithm.schedule=pipedream"], "schedule"),
     "balance not summing to the blocks": (["algorithm=pipeline", "gpus=2", "algorithm.balance=[1,1]"], "balance"),
+    "clipping a pipeline": (["algorithm=pipeline", "gpus=2", "optimizer.clip_norm=1.0"], "optimizer.clip_norm"),
+    "non-positive clip norm": (["optimizer.clip_norm=0"], "clip_norm"),
+    "unknown semantics": (["algorithm=ddg", "algorithm.semantics=X"], "semantics"),
+    "unknown placement": (["algorithm=ddg", "algorithm.placement=star"], "placement"),
+    "unknown runtime": (["algorithm=ddg", "algorithm.runtime=threads"], "runtime"),
+    "emulated on two workers": (["algorithm=ddg", "algorithm.runtime=emulated", "gpus=2"], "gpus=1"),
+    "modules not matching the workers": (["algorithm=ddg", "gpus=2", "algorithm.modules=3"], "gpus=3"),
+    "ring modules not matching the workers": (["algorithm=ouroboros", "gpus=2", "algorithm.modules=4"], "gpus=3"),
+    "ring of one module": (["algorithm=ouroboros", "algorithm.runtime=emulated", "algorithm.modules=1"],
+                           "at least 2"),
+    "more modules than blocks": (["algorithm=ddg", "algorithm.runtime=emulated", "algorithm.modules=5"], "4 blocks"),
+    "module balance not summing to the blocks": (["algorithm=ouroboros", "gpus=2", "algorithm.balance=[1,1,1]"],
+                                                 "balance"),
 }
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.cli import run_cli, read_summary
+from tests.cli import merged_weights, read_summary
+from tests.cli import train as train_run
 
 COMMON = ["dtype=float64", "steps=5", "batch_size=8", "eval_every=5", "eval_batches=1",
           "save_weights=true", "timeout_s=60", "optimizer=adamw", "optimizer.warmup_steps=2"]
@@ -23,23 +24,7 @@ SCHEDULES = {  # schedule -> (stages_per_worker, microbatches)
 
 
 def train(tmp_path, name, overrides, env):
-    run_dir = tmp_path / name
-    result = run_cli([*COMMON, *overrides, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
-    assert read_summary(run_dir)["status"] == "ok"
-    return run_dir
-
-
-def merged_weights(run_dir, workers):
-    """The whole model's state from the workers' parts; a tensor held twice must agree exactly."""
-    merged = {}
-    for rank in range(workers):
-        part = torch.load(run_dir / "weights" / f"rank{rank}.pt", weights_only=True)
-        for name, value in part.items():
-            if name in merged:
-                assert torch.equal(merged[name], value), f"copies of {name} differ"
-            merged[name] = value
-    return merged
+    return train_run(tmp_path, name, [*COMMON, *overrides], env)
 
 
 @pytest.fixture(scope="module")
