@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: env test bench sweep
+.PHONY: env test bench convergence sweep
 
 env:  ## create the environment from the lock file
 	test -x $(PY) || python3 -m venv .venv
@@ -12,6 +12,10 @@ test: env
 bench: env  ## speed benchmarks: each prints ratios measured side by side in one run
 	$(PY) -m benchmarks.trainer_overhead
 	$(PY) -m benchmarks.pipeline_speedup
+	$(PY) -m benchmarks.stale_gradient_speedup
+
+convergence: env  ## eval loss of ouroboros K=2..5 vs backprop after the same steps (emulated)
+	$(PY) -m benchmarks.stale_convergence
 
 sweep: env  ## the main job
 	$(PY) run.py -m experiment=default_sweep

@@ -12,9 +12,7 @@ and the measured bubble per worker beside the analytic one.
 
 from __future__ import annotations
 
-import argparse
-
-from benchmarks.side_by_side import time_per_iteration
+from benchmarks.side_by_side import compare_on_gpt_small
 
 M = 8
 CONFIGS = {
@@ -29,13 +27,7 @@ IDEAL = {"backprop (1 worker)": 1.0, "pipeline 1f1b p=2 m=8": 2 * M / (M + 1),
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    common = ["model=gpt_small", "dataset.seq_len=128", "batch_size=32", f"steps={args.steps}",
-              f"eval_every={args.steps}", "eval_batches=1", "threads_per_worker=1"]
-    results = time_per_iteration(CONFIGS, common, args.rounds)
+    results, args = compare_on_gpt_small(CONFIGS, __doc__.splitlines()[0])
     reference = results["backprop (1 worker)"]["seconds"]
     print(f"gpt_small, tiny-shakespeare, batch 32 x 128 tokens, 1 thread per worker, {args.steps} steps, "
           f"median of {args.rounds} alternating rounds")

@@ -7,6 +7,7 @@ the median over rounds of each run's median time per iteration (summary.json).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -37,3 +38,15 @@ def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds:
                       file=sys.stderr, flush=True)
     return {name: {"seconds": statistics.median(values), "all": values, "summary": summaries[name]}
             for name, values in times.items()}
+
+
+def compare_on_gpt_small(configs: dict[str, list[str]], description: str) -> tuple[dict[str, dict], argparse.Namespace]:
+    """The speed benchmarks' common setting: parse --steps and --rounds, then time `configs` on
+    gpt_small with tiny-shakespeare (seq 128, batch 32), one thread per worker."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    common = ["model=gpt_small", "dataset.seq_len=128", "batch_size=32", f"steps={args.steps}",
+              f"eval_every={args.steps}", "eval_batches=1", "threads_per_worker=1"]
+    return time_per_iteration(configs, common, args.rounds), args
