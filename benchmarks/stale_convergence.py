@@ -1,7 +1,7 @@
 """Does staleness cost accuracy? Eval loss of `ouroboros` with K = 2..5 modules against `backprop`
 after the same number of steps on the same batches (spec stale_gradient.md §14, "accuracy vs K").
 
-    python -m benchmarks.stale_convergence [--steps 300] [--model gpt_mini]
+    python -m benchmarks.stale_convergence [--steps 300] [--model gpt_mini] [OVERRIDE ...]
 
 The stale runs use `runtime=emulated` (one process, the FIFO of gradient blocks): the updates are
 those of the workers, so the curve is the algorithm's and not the machine's. Default: gpt_mini on
@@ -19,14 +19,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--model", default="gpt_mini")
+    parser.add_argument("overrides", nargs="*", help="more run.py overrides for every run, e.g. optimizer.lr=1e-3")
     args = parser.parse_args()
     configs = {"backprop": ["algorithm=backprop"]}
     configs.update({f"ouroboros K={k}": ["algorithm=ouroboros", "algorithm.runtime=emulated", f"algorithm.modules={k}"]
                     for k in range(2, 6)})
-    common = [f"model={args.model}", f"steps={args.steps}", f"eval_every={args.steps}", "gpus=1"]
+    common = [f"model={args.model}", f"steps={args.steps}", f"eval_every={args.steps}", "gpus=1", *args.overrides]
     results = time_per_iteration(configs, common, rounds=1)
     reference = results["backprop"]["summary"]["final"]
-    print(f"{args.model}, tiny-shakespeare, {args.steps} steps, batch 32, emulated runtime for the stale runs")
+    print(f"{args.model}, tiny-shakespeare, {args.steps} steps, batch 32, emulated runtime for the stale runs",
+          " ".join(args.overrides))
     print(f"{'run':<16} {'eval loss':>10} {'bits/char':>10} {'vs backprop':>12} {'train loss':>11}")
     for name, result in results.items():
         final = result["summary"]["final"]
