@@ -361,14 +361,14 @@ class DecoupledWorker:
     while modules 2..K-1 run on the other workers.
     """
 
-    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings,
+    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, semantics: str,
                  example_inputs: torch.Tensor, blocks_of_module: list[range], owner: Callable[[int], int]):
         self.model, self.worker, self.owner = model, worker, owner
         self.K = len(blocks_of_module)
         self.blocks_of_module = blocks_of_module
         here = [k for k in range(self.K) if owner(k) == worker.rank]
         self.modules = {k: DelayedModule(k, self.K, nn.Sequential(*(model.blocks[i] for i in blocks_of_module[k])),
-                                         settings.semantics) for k in here}
+                                         semantics) for k in here}
         remote = any(owner(k) != worker.rank for k in range(self.K))
         shapes = boundary_shapes(model, example_inputs, blocks_of_module) if remote else None
         self.activations: dict[int, Channel] = {}  # boundary b: module b -> b+1
@@ -519,6 +519,9 @@ class GradientFifo:
         self.optimizers = ModuleOptimizers(module_params, self.tied, optimizer, self.K)
         self.queues: list[deque] = [deque() for _ in range(self.K)]
 
+    def batch_rows(self, batch_size: int) -> slice:
+        return slice(0, batch_size)
+
     def train_step(self, inputs, targets, lr) -> StepLoss:
         leaves = {name: t.detach().requires_grad_() for t, uses in zip(self.tied, self.uses) for name, _ in uses}
         out = functional_call(self.model, leaves, (inputs,), tie_weights=False)
@@ -592,12 +595,11 @@ class StaleGradient(Algorithm):
             self.engine = GradientFifo(model, optimizer, blocks_of_module)
         else:
             owner = (lambda k: 0) if emulated else (lambda k: owner_of_module(k, K, settings.placement))
-            self.engine = DecoupledWorker(model, worker, optimizer, settings, example_inputs, blocks_of_module, owner)
+            self.engine = DecoupledWorker(model, worker, optimizer, settings.semantics, example_inputs,
+                                          blocks_of_module, owner)
         self.K = K
 
     def batch_rows(self, batch_size: int) -> slice | None:
-        if isinstance(self.engine, GradientFifo):
-            return slice(0, batch_size)
         return self.engine.batch_rows(batch_size)
 
     def train_step(self, inputs, targets, lr) -> StepLoss | None:

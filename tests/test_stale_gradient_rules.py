@@ -36,8 +36,7 @@ def engines(model: BlockModel, K: int, optimizer: OptimizerSpec, example: torch.
     fifo = StaleGradient(copy.deepcopy(model), one_worker(), optimizer,
                          StaleGradientSettings(semantics=semantics, modules=K, runtime="emulated"), example)
     blocks = partition(len(model.blocks), K)
-    serial = DecoupledWorker(copy.deepcopy(model), one_worker(), optimizer,
-                             StaleGradientSettings(semantics=semantics, modules=K), example, blocks, lambda k: 0)
+    serial = DecoupledWorker(copy.deepcopy(model), one_worker(), optimizer, semantics, example, blocks, lambda k: 0)
     return {"fifo": (fifo, fifo.engine.model), "serialised": (serial, serial.model)}
 
 
