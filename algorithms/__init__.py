@@ -2,6 +2,7 @@
 
 from algorithms.backprop import Backprop
 from algorithms.data_parallel import DataParallel
+from algorithms.local_learning import CriticTrainingSettings, DGLSettings, LocalCritic
 from algorithms.pipeline import HyPar, Pipeline
 from algorithms.stale_gradient import DDGSettings, FeaturesReplaySettings, OuroborosSettings, StaleGradient
 
@@ -14,4 +15,8 @@ ALGORITHMS = {
     "ddg": (DDGSettings, StaleGradient),
     "features_replay": (FeaturesReplaySettings, StaleGradient),
     "ouroboros": (OuroborosSettings, StaleGradient),
+    # Local learning (algorithms/local_learning.py).
+    "local_critic": (LocalCritic.Settings, LocalCritic),
+    "critic_training": (CriticTrainingSettings, LocalCritic),
+    "dgl": (DGLSettings, LocalCritic),
 }

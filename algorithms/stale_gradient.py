@@ -70,7 +70,7 @@ from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import clip_gradients, make_optimizer, set_lr
 from mpbench.staged_eval import evaluate_stages
-from models.blocks import BlockModel, EvalTotals
+from models.blocks import BlockModel, EvalTotals, block_output_shapes
 
 SEMANTICS = ("S", "H", "R")
 PLACEMENTS = ("linear", "ring")
@@ -326,21 +326,6 @@ class ModuleOptimizers:
 # ---- the per-worker loop (distributed, and the serialised emulation of H and R) -----------
 
 
-def boundary_shapes(model: BlockModel, example: torch.Tensor, blocks_of_module: list[range]):
-    """Shape and dtype of each module's output for one global batch (a forward without grad)."""
-    was_training = model.training
-    model.eval()  # no dropout draws, no BatchNorm statistics
-    shapes = []
-    with torch.no_grad():
-        x = example
-        for blocks in blocks_of_module[:-1]:
-            for i in blocks:
-                x = model.blocks[i](x)
-            shapes.append((x.shape, x.dtype))
-    model.train(was_training)
-    return shapes
-
-
 @dataclass
 class TiedTensor:
     """A tensor used by several modules, seen from one worker."""
@@ -370,7 +355,8 @@ class DecoupledWorker:
         self.modules = {k: DelayedModule(k, self.K, nn.Sequential(*(model.blocks[i] for i in blocks_of_module[k])),
                                          semantics) for k in here}
         remote = any(owner(k) != worker.rank for k in range(self.K))
-        shapes = boundary_shapes(model, example_inputs, blocks_of_module) if remote else None
+        outputs = block_output_shapes(model, example_inputs) if remote else None
+        shapes = [outputs[blocks[-1]] for blocks in blocks_of_module[:-1]] if remote else None
         self.activations: dict[int, Channel] = {}  # boundary b: module b -> b+1
         self.errors: dict[int, Channel] = {}  # boundary b: module b+1 -> b
         for b in range(self.K - 1):

@@ -87,6 +87,20 @@ class BlockModel(nn.Module):
         return EvalTotals(loss_sum, labels.numel(), int(correct))
 
 
+@torch.no_grad()
+def block_output_shapes(model: BlockModel, example: torch.Tensor) -> list[tuple[torch.Size, torch.dtype]]:
+    """Shape and dtype of every block's output for the batch `example` (a forward without grad,
+    in eval mode: no dropout draws, no BatchNorm statistics), e.g. to size messages and heads."""
+    was_training = model.training
+    model.eval()
+    shapes, x = [], example
+    for block in model.blocks:
+        x = block(x)
+        shapes.append((x.shape, x.dtype))
+    model.train(was_training)
+    return shapes
+
+
 def require_images(model_name: str, data) -> None:
     """Image classifiers need (C, H, W) samples and a class count; say so in one line otherwise."""
     if data.task != "classification":

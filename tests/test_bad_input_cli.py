@@ -38,6 +38,12 @@ CASES = {
     "more modules than blocks": (["algorithm=ddg", "algorithm.runtime=emulated", "algorithm.modules=5"], "4 blocks"),
     "module balance not summing to the blocks": (["algorithm=ouroboros", "gpus=2", "algorithm.balance=[1,1,1]"],
                                                  "balance"),
+    "unknown critic loss": (["algorithm=local_critic", "gpus=2", "algorithm.critic_loss=huber"], "critic_loss"),
+    "unknown critic target": (["algorithm=local_critic", "gpus=2", "algorithm.critic_target=all"], "critic_target"),
+    "critic every zero iterations": (["algorithm=local_critic", "gpus=2", "algorithm.critic_every=0"], "critic_every"),
+    "groups not matching the workers": (["algorithm=local_critic", "gpus=2", "algorithm.groups=3"], "gpus=3"),
+    "emulated local critic on two workers": (["algorithm=dgl", "gpus=2", "algorithm.runtime=emulated"], "gpus=1"),
+    "dgl has no critic learning rate": (["algorithm=dgl", "gpus=2", "algorithm.critic_lr=0.1"], "critic_lr"),
 }
 
 

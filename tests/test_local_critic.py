@@ -1,0 +1,148 @@
+"""`local_critic` and its baselines `critic_training` and `dgl` (spec local_critic.md §12, §14),
+float64 on CPU with gloo.
+
+- The workers take the same updates as the one-process emulation of §4 (N = 2, 3; an MLP, a tiny
+  CNN with BatchNorm, a GPT with a tied embedding).
+- Loss topology, on the gradients themselves: a group learns only from its own critic (nothing from
+  the group above), a critic only from the matching loss (no cross-entropy).
+- The backward message is B floats per boundary; N = 1 is backprop.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from algorithms.local_learning import LocalCritic, LocalCriticSettings
+from models import build_model
+from models.mlp import MLPSettings
+from mpbench.algorithm import Worker
+from mpbench.config import OptimizerSpec
+from mpbench.data.base import DataInfo
+from mpbench.transport import Transport
+from tests.cli import merged_weights, read_summary
+from tests.cli import train as train_run
+
+COMMON = ["dtype=float64", "steps=8", "batch_size=8", "eval_every=4",
+          "eval_batches=1", "save_weights=true", "timeout_s=60"]
+MODELS = {
+    "mlp": ["model=mlp", "model.hidden=[16,16,16]", "dataset=fashion_mnist"],
+    "cnn": ["model=lc_vgg", "+model.width_divisor=16", "dataset=fashion_mnist", "optimizer=sgd"],
+    "gpt": ["model=gpt_tiny", "dataset.seq_len=16"],
+}
+
+
+@pytest.fixture(scope="module")
+def env(shared_data_dir):
+    return {"MPBENCH_DATA_DIR": str(shared_data_dir)}
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+CASES = [("local_critic", model, N) for model in MODELS for N in (2, 3)] + [
+    ("critic_training", "mlp", 3), ("critic_training", "gpt", 3), ("dgl", "mlp", 3), ("dgl", "gpt", 2)]
+
+
+def backward_bytes(algorithm: str, i: int, N: int, B: int) -> int:
+    """Per-sample-loss floats worker i sends per iteration: to i-1 (cascade), from the last worker
+    to every critic (critic training), none (DGL)."""
+    if algorithm == "local_critic":
+        return B if i > 0 else 0
+    if algorithm == "critic_training":
+        return B * (N - 1) if i == N - 1 else 0
+    return 0
+
+
+@pytest.mark.parametrize("algorithm,model,N", CASES)
+def test_workers_equal_the_emulation(algorithm, model, N, tmp_path, env):
+    setup = [*COMMON, *MODELS[model], f"algorithm={algorithm}"]
+    emulated = train_run(tmp_path, "emulated", [*setup, "gpus=1", "algorithm.runtime=emulated",
+                                                f"algorithm.groups={N}"], env)
+    distributed = train_run(tmp_path, "distributed", [*setup, f"gpus={N}"], env)
+    reference = merged_weights(emulated, 1)
+    assert any(k.startswith("critics.") for k in reference)  # the critics are compared too
+    assert max_difference(merged_weights(distributed, N), reference) <= 1e-10
+    if model == "mlp":  # per iteration: h_i forward (B x 16 float64) and the per-sample losses
+        sent = read_summary(distributed)["bytes_sent_per_worker"]
+        B, width, steps = 8, 16, 8
+        expected = [steps * 8 * ((B * width if i < N - 1 else 0) + backward_bytes(algorithm, i, N, B))
+                    for i in range(N)]
+        assert sent == expected
+
+
+@pytest.mark.parametrize("model", ["mlp", "gpt"])
+def test_one_group_is_backprop_bit_for_bit(model, tmp_path, env):
+    reference = merged_weights(train_run(tmp_path, "backprop", [*COMMON, *MODELS[model], "algorithm=backprop",
+                                                                "gpus=1"], env), 1)
+    single = merged_weights(train_run(tmp_path, "lc", [*COMMON, *MODELS[model], "algorithm=local_critic",
+                                                       "gpus=1"], env), 1)
+    assert all(torch.equal(single[k], reference[k]) for k in reference)
+
+
+def emulated_lc(N: int, critic_every: int = 1, optimizer=OptimizerSpec(name="sgd", lr=0.1), critic_target="next"):
+    torch.manual_seed(0)
+    info = DataInfo("toy", "classification", (6,), num_classes=3)
+    model = build_model("mlp", MLPSettings(hidden=(5, 5, 5)), info).double()
+    example = torch.randn(8, 6, dtype=torch.float64)
+    worker = Worker(0, 1, torch.device("cpu"), torch.float64, Transport(0, 1, timeout_s=10))
+    settings = LocalCriticSettings(groups=N, runtime="emulated", critic_every=critic_every,
+                                   critic_target=critic_target)
+    return LocalCritic(model, worker, optimizer, settings, example), example
+
+
+@pytest.mark.parametrize("critic_target", ["next", "last", "none"])
+def test_each_loss_reaches_only_its_own_parameters(critic_target):
+    """§2 table, checked on gradients: group i < N from CE through critic i only; critic i from the
+    matching loss only (to l_{i+1}; to l_N for critic training; DGL: from CE, jointly); group N
+    from the true loss."""
+    algorithm, x = emulated_lc(N=3, critic_target=critic_target)
+    y = torch.randint(0, 3, (8,))
+    before = copy.deepcopy((algorithm.groups, algorithm.critics))
+    algorithm.train_step(x, y, 0.1)
+    groups, critics = before
+    h1 = groups[0](x)
+    h2 = groups[1](h1.detach())
+    out = groups[2](h2.detach())
+    l1 = F.cross_entropy(critics[0](h1), y, reduction="none")
+    l2 = F.cross_entropy(critics[1](h2), y, reduction="none")
+    l3 = F.cross_entropy(out, y, reduction="none")
+    applied = {i: [p.grad for p in algorithm.groups[i].parameters()] for i in range(3)}
+    critic_applied = {i: [p.grad for p in algorithm.critics[i].parameters()] for i in range(2)}
+
+    def close(a, b):
+        return all((u - v).abs().max() < 1e-12 for u, v in zip(a, b))
+
+    targets = {"next": (l2, l3), "last": (l3, l3), "none": (None, None)}[critic_target]
+    for i, (own, target) in enumerate(zip((l1, l2), targets)):
+        theta, phi = list(groups[i].parameters()), list(critics[i].parameters())
+        assert close(applied[i], torch.autograd.grad(own.mean(), theta, retain_graph=True))
+        ce = torch.autograd.grad(own.mean(), phi, retain_graph=True)
+        if target is None:  # DGL: the auxiliary is trained on CE with its group
+            assert close(critic_applied[i], ce)
+            continue
+        matching = (own - target.detach()).abs().mean()
+        assert close(critic_applied[i], torch.autograd.grad(matching, phi, retain_graph=True))
+        # What a wrong topology would apply instead: the critic also trained on CE (DGL) ...
+        with_ce = torch.autograd.grad(matching + own.mean(), phi, retain_graph=True)
+        assert not close(critic_applied[i], with_ce)
+    assert close(applied[2], torch.autograd.grad(l3.mean(), list(groups[2].parameters()), retain_graph=True))
+    # ... or group 1 trained by the error of the groups above it (backprop).
+    whole = groups[2](groups[1](h1))
+    backprop = torch.autograd.grad(F.cross_entropy(whole, y), list(groups[0].parameters()))
+    assert not close(applied[0], backprop)
+
+
+def test_critics_step_every_k_iterations_and_groups_every_iteration():
+    adam = OptimizerSpec(name="adam", lr=1e-3)
+    algorithm, x = emulated_lc(N=2, critic_every=3, optimizer=adam)
+    for _ in range(7):
+        algorithm.train_step(x, torch.randint(0, 3, (8,)), adam.lr)
+    critic_steps = {int(s["step"]) for s in algorithm.critic_optimizers[0].state.values()}
+    group_steps = {int(s["step"]) for opt in algorithm.group_optimizers.values() for s in opt.state.values()}
+    assert critic_steps == {3} and group_steps == {7}  # critics at iterations 0, 3, 6
