@@ -55,6 +55,7 @@ from mpbench.errors import ConfigError
 from mpbench.optim import make_optimizer, set_lr
 from mpbench.staged_eval import evaluate_stages
 from models.blocks import BlockModel, EvalTotals, block_output_shapes
+from models.lc_vgg import count_flop_lc_rule, count_parameters_lc_rule
 from models.lc_vgg import make_critic as conv_critic
 
 CRITIC_LOSSES = ("l1", "mse")
@@ -158,6 +159,10 @@ class LocalCritic(Algorithm):
         classes = outputs[-1][0][-1]
         critics = [make_local_critic(shape, classes).to(worker.device, worker.dtype)
                    for shape, _ in self.boundary[:-1]]  # all of them, in order: identical RNG draws
+        # Sub-model k: groups 1..k and critic k (spec Table 4-5), counted by the paper's rule.
+        self.sub_models = [self._count(nn.ModuleList([*(model.blocks[b] for b in range(self.blocks_of_group[k][-1] + 1)),
+                                                      critics[k]])) for k in range(N - 1)]
+        self.main_model = self._count(model)
         self.here = list(range(N)) if emulated else [worker.rank]
         self.groups = {i: nn.Sequential(*(model.blocks[b] for b in self.blocks_of_group[i])) for i in self.here}
         self.critics = {i: critics[i] for i in self.here if i < N - 1}
@@ -184,6 +189,10 @@ class LocalCritic(Algorithm):
                 self.ties.append((model.blocks[tie.uses[0][0]].get_parameter(tie.uses[0][1]), users))
         if not emulated:
             self._connect(worker)
+
+    @staticmethod
+    def _count(module: nn.Module) -> dict:
+        return {"parameters": count_parameters_lc_rule(module), "flop_lc_rule": count_flop_lc_rule(module)}
 
     def target_source(self, i: int) -> int | None:
         """The group whose per-sample loss critic i regresses: i+1 (LC), N (critic training), none (DGL)."""
@@ -305,4 +314,5 @@ class LocalCritic(Algorithm):
                 "critic_loss": self.settings.critic_loss, "critic_every": self.settings.critic_every,
                 "critic_target": self.settings.critic_target,
                 "runtime": self.settings.runtime,
-                "critic_parameters": {str(i): sum(p.numel() for p in c.parameters()) for i, c in self.critics.items()}}
+                "critic_parameters": {str(i): sum(p.numel() for p in c.parameters()) for i, c in self.critics.items()},
+                "sub_models": self.sub_models, "main_model": self.main_model}

@@ -11,19 +11,22 @@ float64 on CPU with gloo.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from algorithms.local_learning import LocalCritic, LocalCriticSettings
 from models import build_model
+from models.lc_vgg import LCVGGSettings
 from models.mlp import MLPSettings
 from mpbench.algorithm import Worker
 from mpbench.config import OptimizerSpec
 from mpbench.data.base import DataInfo
 from mpbench.transport import Transport
-from tests.cli import merged_weights, read_summary
+from tests.cli import REPO, merged_weights, read_summary
 from tests.cli import train as train_run
 
 COMMON = ["dtype=float64", "steps=8", "batch_size=8", "eval_every=4",
@@ -146,3 +149,28 @@ def test_critics_step_every_k_iterations_and_groups_every_iteration():
     critic_steps = {int(s["step"]) for s in algorithm.critic_optimizers[0].state.values()}
     group_steps = {int(s["step"]) for opt in algorithm.group_optimizers.values() for s in opt.state.values()}
     assert critic_steps == {3} and group_steps == {7}  # critics at iterations 0, 3, 6
+
+
+# Spec §7 (rule checked against Table 5): (parameters, 2 x conv and FC weights) of the sub-model
+# whose critic sits after conv k, on CIFAR-10; the main network: 7,867,594 and 15,723,904.
+SUB_MODEL_COUNTS = {2: (1_423_434, 2_846_080), 4: (735_818, 1_469_824), 5: (883_530, 1_764_736),
+                    6: (1_080_650, 2_157_952), 8: (2_261_322, 4_517_248), 10: (6_035_786, 12_062_080)}
+PRESETS = {"lc1": (2, 5), "lc3": (4, 2, 5, 8), "lc5": (6, 2, 4, 6, 8, 10)}  # groups, then critic positions
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_lc_vgg_presets_count_the_papers_parameters(preset):
+    config = OmegaConf.load(REPO / "experiments" / "experiment" / f"{preset}.yaml")
+    groups, *after_conv = PRESETS[preset]
+    balance = list(config.algorithm.balance)
+    assert config.gpus == groups and len(balance) == groups
+    assert list(itertools.accumulate(balance))[:-1] == after_conv  # conv k is block k-1
+    torch.manual_seed(0)
+    info = DataInfo("cifar10", "classification", (3, 32, 32), num_classes=10)
+    model = build_model("lc_vgg", LCVGGSettings(), info)
+    worker = Worker(0, 1, torch.device("cpu"), torch.float32, Transport(0, 1, timeout_s=10))
+    settings = LocalCriticSettings(groups=groups, balance=tuple(balance), runtime="emulated")
+    algorithm = LocalCritic(model, worker, OptimizerSpec(name="sgd", lr=0.1), settings, torch.zeros(2, 3, 32, 32))
+    facts = algorithm.summary()
+    assert facts["main_model"] == {"parameters": 7_867_594, "flop_lc_rule": 15_723_904}
+    assert [(m["parameters"], m["flop_lc_rule"]) for m in facts["sub_models"]] == [SUB_MODEL_COUNTS[k] for k in after_conv]
