@@ -53,7 +53,7 @@ from mpbench.channels import RemoteChannel
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import make_optimizer, set_lr
-from mpbench.staged_eval import evaluate_stages
+from mpbench.staged_eval import evaluate_stages, model_dtype, recv_activation, send_activation
 from models.blocks import BlockModel, EvalTotals, block_output_shapes
 from models.lc_vgg import count_flop_lc_rule, count_parameters_lc_rule
 from models.lc_vgg import make_critic as conv_critic
@@ -128,6 +128,37 @@ def critic_objective(kind: str, own: torch.Tensor, target: torch.Tensor) -> torc
     return gap.abs().mean() if kind == "l1" else gap.pow(2).mean()
 
 
+EXIT_THRESHOLDS = (0.9, 0.95)  # the paper's Table 6
+
+
+def exit_metrics(logits: list[torch.Tensor], labels: torch.Tensor, exit_cost: list[int],
+                 cumulative_cost: list[int], thresholds=EXIT_THRESHOLDS) -> dict:
+    """Held-out accuracy of each sub-model, progressive inference and ensembles (spec §10).
+
+    `logits` are those of sub-models 1..N-1 and, last, of the main model. Progressive inference
+    exits at the first sub-model whose max softmax exceeds the threshold, else at the main model;
+    its cost is averaged twice: the exit model's own (the paper's accounting, Table 6) and the
+    cumulative cost of every group and critic evaluated up to the exit. Ensembles sum logits.
+    """
+    correct = [(z.argmax(dim=1) == labels).double() for z in logits]
+    facts = {"sub_model_accuracy": [c.mean().item() for c in correct[:-1]], "progressive_inference": {}}
+    confidence = torch.stack([z.softmax(dim=1).amax(dim=1) for z in logits[:-1]])  # (N-1, samples)
+    for t in thresholds:
+        confident = confidence > t
+        exits = torch.where(confident.any(dim=0), confident.double().argmax(dim=0), len(logits) - 1)
+        hit = torch.stack(correct).gather(0, exits[None]).squeeze(0)
+        facts["progressive_inference"][str(t)] = {
+            "accuracy": hit.mean().item(),
+            "flop_exit_model": torch.tensor(exit_cost, dtype=torch.float64)[exits].mean().item(),
+            "flop_cumulative": torch.tensor(cumulative_cost, dtype=torch.float64)[exits].mean().item(),
+            "exits_per_model": torch.bincount(exits, minlength=len(logits)).tolist()}
+    sub_sum = torch.stack(logits[:-1]).sum(dim=0)
+    facts["ensemble_accuracy"] = {
+        "sub_models": (sub_sum.argmax(dim=1) == labels).double().mean().item(),
+        "sub_models_and_main": ((sub_sum + logits[-1]).argmax(dim=1) == labels).double().mean().item()}
+    return facts
+
+
 class LocalCritic(Algorithm):
     Settings = LocalCriticSettings
 
@@ -163,6 +194,15 @@ class LocalCritic(Algorithm):
         self.sub_models = [self._count(nn.ModuleList([*(model.blocks[b] for b in range(self.blocks_of_group[k][-1] + 1)),
                                                       critics[k]])) for k in range(N - 1)]
         self.main_model = self._count(model)
+        # Costs for progressive inference: the exit model's own (the paper's accounting) and the
+        # cumulative one (groups 1..k and every critic tried on the way).
+        group_flop = [count_flop_lc_rule(nn.ModuleList([model.blocks[b] for b in blocks])) for blocks in self.blocks_of_group]
+        critic_flop = [count_flop_lc_rule(c) for c in critics]
+        self.exit_cost = [m["flop_lc_rule"] for m in self.sub_models] + [self.main_model["flop_lc_rule"]]
+        self.cumulative_cost = [sum(group_flop[:k + 1]) + sum(critic_flop[:k + 1]) for k in range(N - 1)]
+        self.cumulative_cost.append(sum(group_flop) + sum(critic_flop))
+        self.task = model.task
+        self.exit_facts: dict = {}
         self.here = list(range(N)) if emulated else [worker.rank]
         self.groups = {i: nn.Sequential(*(model.blocks[b] for b in self.blocks_of_group[i])) for i in self.here}
         self.critics = {i: critics[i] for i in self.here if i < N - 1}
@@ -299,8 +339,49 @@ class LocalCritic(Algorithm):
 
     def evaluate(self, batches) -> EvalTotals:
         if self.settings.runtime == "emulated":
-            return self.model.evaluate(batches)
-        return evaluate_stages(self.model, self.groups, lambda s: s, self.N, batches, self.worker.transport)
+            totals = self.model.evaluate(batches)
+        else:
+            totals = evaluate_stages(self.model, self.groups, lambda s: s, self.N, batches, self.worker.transport)
+        if self.task == "classification" and self.N > 1:
+            outputs = self._exit_logits(batches)
+            if outputs is not None:  # on the last worker (or the emulation)
+                labels = torch.cat([y for _, y in batches])
+                self.exit_facts = exit_metrics(outputs, labels, self.exit_cost, self.cumulative_cost)
+        return totals
+
+    @torch.no_grad()
+    def _exit_logits(self, batches) -> list[torch.Tensor] | None:
+        """Logits of sub-models 1..N-1 and of the main model on `batches`, gathered where the last
+        group is (None elsewhere). Harness traffic: activations go on as in the evaluation, each
+        critic's logits to the last worker."""
+        modules = [*self.groups.values(), *self.critics.values()]
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        last, logits = self.N - 1, [[] for _ in range(self.N)]
+        transport = self.worker.transport
+        for x, _ in batches:
+            h = x
+            for i in self.here:
+                if i > 0 and i - 1 not in self.groups:
+                    h = recv_activation(transport, i - 1, model_dtype(self.groups[i]), x.device)
+                h = self.groups[i](h)
+                if i == last:
+                    logits[last].append(h)
+                    for j in range(last):  # the critics' logits, in group order
+                        if j not in self.critics:
+                            logits[j].append(recv_activation(transport, j, h.dtype, x.device))
+                    continue
+                z = self.critics[i](h)
+                if i + 1 not in self.groups:
+                    send_activation(transport, h, i + 1)
+                if last in self.groups:
+                    logits[i].append(z)
+                else:
+                    send_activation(transport, z, last)
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+        return [torch.cat(z) for z in logits] if last in self.groups else None
 
     def model_state(self) -> dict[str, torch.Tensor]:
         state = {f"blocks.{b}.{name}": value for i in self.groups for b in self.blocks_of_group[i]
@@ -315,4 +396,4 @@ class LocalCritic(Algorithm):
                 "critic_target": self.settings.critic_target,
                 "runtime": self.settings.runtime,
                 "critic_parameters": {str(i): sum(p.numel() for p in c.parameters()) for i, c in self.critics.items()},
-                "sub_models": self.sub_models, "main_model": self.main_model}
+                "sub_models": self.sub_models, "main_model": self.main_model, **self.exit_facts}

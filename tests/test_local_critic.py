@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from algorithms.local_learning import LocalCritic, LocalCriticSettings
+from algorithms.local_learning import LocalCritic, LocalCriticSettings, exit_metrics
 from models import build_model
 from models.lc_vgg import LCVGGSettings
 from models.mlp import MLPSettings
@@ -77,6 +77,11 @@ def test_workers_equal_the_emulation(algorithm, model, N, tmp_path, env):
         expected = [steps * 8 * ((B * width if i < N - 1 else 0) + backward_bytes(algorithm, i, N, B))
                     for i in range(N)]
         assert sent == expected
+        # Sub-models, progressive inference and ensembles, gathered on the last worker, agree too.
+        extras = ("sub_model_accuracy", "progressive_inference", "ensemble_accuracy")
+        got = read_summary(distributed)["algorithm_facts_per_worker"][-1]
+        want = read_summary(emulated)["algorithm_facts_per_worker"][0]
+        assert all(got[k] == want[k] for k in extras) and len(got["sub_model_accuracy"]) == N - 1
 
 
 @pytest.mark.parametrize("model", ["mlp", "gpt"])
@@ -174,3 +179,22 @@ def test_lc_vgg_presets_count_the_papers_parameters(preset):
     facts = algorithm.summary()
     assert facts["main_model"] == {"parameters": 7_867_594, "flop_lc_rule": 15_723_904}
     assert [(m["parameters"], m["flop_lc_rule"]) for m in facts["sub_models"]] == [SUB_MODEL_COUNTS[k] for k in after_conv]
+
+
+def test_progressive_inference_exits_at_the_first_confident_sub_model():
+    """Spec §10: exit at the first sub-model whose max softmax exceeds the threshold, else the
+    main model; cost averaged by the exit model alone (Table 6) and cumulatively."""
+    unsure = [0.1, 0.0]  # max softmax 0.525: never exits; predicts class 0
+    sub1 = torch.tensor([[9.0, 0.0], unsure, unsure, [9.0, 0.0]])  # sure of class 0 for samples 0 and 3
+    sub2 = torch.tensor([unsure, [0.0, 9.0], unsure, unsure])  # sure of class 1 for sample 1
+    main = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 1, 1, 1])
+    facts = exit_metrics([sub1, sub2, main], labels, exit_cost=[10, 20, 100], cumulative_cost=[10, 25, 130],
+                         thresholds=(0.9,))
+    assert facts["sub_model_accuracy"] == [0.25, 0.5]
+    exits = facts["progressive_inference"]["0.9"]
+    assert exits["exits_per_model"] == [2, 1, 1]  # samples 0, 3 at sub-model 1; 1 at sub-model 2; 2 at main
+    assert exits["accuracy"] == 0.75  # sample 3 exits confidently wrong
+    assert exits["flop_exit_model"] == (10 + 20 + 100 + 10) / 4
+    assert exits["flop_cumulative"] == (10 + 25 + 130 + 10) / 4
+    assert facts["ensemble_accuracy"] == {"sub_models": 0.5, "sub_models_and_main": 0.75}
