@@ -13,6 +13,7 @@ bench: env  ## speed benchmarks: each prints ratios measured side by side in one
 	$(PY) -m benchmarks.trainer_overhead
 	$(PY) -m benchmarks.pipeline_speedup
 	$(PY) -m benchmarks.stale_gradient_speedup
+	$(PY) -m benchmarks.local_critic_speedup
 
 convergence: env  ## eval loss of ouroboros K=2..5 vs backprop after the same steps (emulated)
 	$(PY) -m benchmarks.stale_convergence
