@@ -55,7 +55,7 @@ from mpbench.errors import ConfigError
 from mpbench.optim import make_optimizer, set_lr
 from mpbench.staged_eval import evaluate_stages, model_dtype, recv_activation, send_activation
 from models.blocks import BlockModel, EvalTotals, block_output_shapes
-from models.lc_vgg import count_flop_lc_rule, count_parameters_lc_rule
+from models.lc_vgg import CRITIC_WIDTH, count_flop_lc_rule, count_parameters_lc_rule, init_weights
 from models.lc_vgg import make_critic as conv_critic
 
 CRITIC_LOSSES = ("l1", "mse")
@@ -71,9 +71,13 @@ class LocalCriticSettings:
     critic_lr: float = 1e-4  # Adam, constant, no weight decay (paper §8)
     critic_every: int = 1  # critics step every k-th iteration, groups every iteration (Table 3)
     critic_target: str = "next"  # next: l_{i+1} (cascade) | last: l_N (critic training) | none: CE (DGL)
+    critic_convs: Any = 1  # conv3x3(128) layers per critic on a feature map: one for all, or a list (Table 2)
     runtime: str = "distributed"  # distributed | emulated (one process, gpus=1, same updates)
 
     def __post_init__(self):
+        convs = self.critic_convs if isinstance(self.critic_convs, tuple) else (self.critic_convs,)
+        if not convs or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in convs):
+            raise ValueError(f"critic_convs must be a positive integer or a list of them, got {self.critic_convs!r}")
         if self.critic_target not in CRITIC_TARGETS:
             raise ValueError(f"critic_target must be one of {', '.join(CRITIC_TARGETS)}; got {self.critic_target!r}")
         if self.critic_loss not in CRITIC_LOSSES:
@@ -107,10 +111,22 @@ class DGLSettings(LocalCriticSettings):
     critic_target: str = "none"
 
 
-def make_local_critic(shape: torch.Size, outputs: int) -> nn.Module:
-    """A critic for a boundary tensor of `shape` (batch first) predicting `outputs` logits."""
-    if len(shape) == 4:  # (B, C, H, W): the paper's one-conv critic
-        return conv_critic(shape[1], (shape[2], shape[3]), outputs)
+def make_local_critic(shape: torch.Size, outputs: int, convs: int = 1) -> nn.Module:
+    """A critic for a boundary tensor of `shape` (batch first) predicting `outputs` logits.
+
+    A feature map gets the paper's critic: `convs` conv3x3 layers of CRITIC_WIDTH (128) filters
+    with bias and ReLU, then one FC layer; the width of the extra layers is not published, 128 is
+    the natural reading (spec §7). Other boundaries ignore `convs`.
+    """
+    if len(shape) == 4:  # (B, C, H, W)
+        if convs == 1:
+            return conv_critic(shape[1], (shape[2], shape[3]), outputs)
+        layers: list[nn.Module] = []
+        for c_in in (shape[1], *([CRITIC_WIDTH] * (convs - 1))):
+            layers += [nn.Conv2d(c_in, CRITIC_WIDTH, 3, padding=1, bias=True), nn.ReLU()]
+        critic = nn.Sequential(*layers, nn.Flatten(), nn.Linear(CRITIC_WIDTH * shape[2] * shape[3], outputs))
+        critic.apply(init_weights)
+        return critic
     if len(shape) == 3:  # (B, T, d): a language model's residual stream
         return nn.Sequential(nn.LayerNorm(shape[2]), nn.Linear(shape[2], outputs))
     return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.Size(shape[1:]).numel()), outputs))
@@ -173,6 +189,9 @@ class LocalCritic(Algorithm):
             raise ConfigError(f"{name}: algorithm.groups={N} needs gpus={N} (one group per worker), "
                               f"got gpus={run.gpus}; or use algorithm.runtime=emulated")
         check_split(name, s.balance, num_blocks, N, f"groups N={N}")
+        if isinstance(s.critic_convs, tuple) and len(s.critic_convs) != N - 1:
+            raise ConfigError(f"{name}: critic_convs={list(s.critic_convs)} needs one entry per critic "
+                              f"({N - 1} for N={N} groups)")
 
     def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec,
                  settings: LocalCriticSettings, example_inputs: torch.Tensor):
@@ -188,8 +207,9 @@ class LocalCritic(Algorithm):
         outputs = block_output_shapes(model, example_inputs)
         self.boundary = [outputs[blocks[-1]] for blocks in self.blocks_of_group]
         classes = outputs[-1][0][-1]
-        critics = [make_local_critic(shape, classes).to(worker.device, worker.dtype)
-                   for shape, _ in self.boundary[:-1]]  # all of them, in order: identical RNG draws
+        convs = settings.critic_convs if isinstance(settings.critic_convs, tuple) else (settings.critic_convs,) * (N - 1)
+        critics = [make_local_critic(shape, classes, c).to(worker.device, worker.dtype)
+                   for (shape, _), c in zip(self.boundary[:-1], convs)]  # all, in order: identical RNG draws
         # Sub-model k: groups 1..k and critic k (spec Table 4-5), counted by the paper's rule.
         self.sub_models = [self._count(nn.ModuleList([*(model.blocks[b] for b in range(self.blocks_of_group[k][-1] + 1)),
                                                       critics[k]])) for k in range(N - 1)]

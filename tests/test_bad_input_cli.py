@@ -43,6 +43,8 @@ CASES = {
     "critic every zero iterations": (["algorithm=local_critic", "gpus=2", "algorithm.critic_every=0"], "critic_every"),
     "groups not matching the workers": (["algorithm=local_critic", "gpus=2", "algorithm.groups=3"], "gpus=3"),
     "emulated local critic on two workers": (["algorithm=dgl", "gpus=2", "algorithm.runtime=emulated"], "gpus=1"),
+    "a critic_convs entry per critic": (["algorithm=local_critic", "gpus=2", "algorithm.critic_convs=[1,2]"],
+                                        "critic_convs"),
     "dgl has no critic learning rate": (["algorithm=dgl", "gpus=2", "algorithm.critic_lr=0.1"], "critic_lr"),
 }
 

@@ -198,3 +198,19 @@ def test_progressive_inference_exits_at_the_first_confident_sub_model():
     assert exits["flop_exit_model"] == (10 + 20 + 100 + 10) / 4
     assert exits["flop_cumulative"] == (10 + 25 + 130 + 10) / 4
     assert facts["ensemble_accuracy"] == {"sub_models": 0.5, "sub_models_and_main": 0.75}
+
+
+def test_critics_can_have_more_conv_layers():
+    """Table 2's knob: [LC1, LC2, LC3] conv layers; each extra layer is conv3x3 128 -> 128 with bias."""
+    torch.manual_seed(0)
+    info = DataInfo("cifar10", "classification", (3, 32, 32), num_classes=10)
+    model = build_model("lc_vgg", LCVGGSettings(width_divisor=4), info)
+    worker = Worker(0, 1, torch.device("cpu"), torch.float32, Transport(0, 1, timeout_s=10))
+    counts = {}
+    for convs in ((1, 1, 1), (3, 2, 1)):
+        settings = LocalCriticSettings(groups=4, balance=(2, 3, 3, 4), critic_convs=convs, runtime="emulated")
+        algorithm = LocalCritic(copy.deepcopy(model), worker, OptimizerSpec(name="sgd", lr=0.1), settings,
+                                torch.zeros(2, 3, 32, 32))
+        counts[convs] = [sum(p.numel() for p in algorithm.critics[i].parameters()) for i in range(3)]
+    extra = 128 * 128 * 9 + 128
+    assert [b - a for a, b in zip(counts[(1, 1, 1)], counts[(3, 2, 1)])] == [2 * extra, extra, 0]
