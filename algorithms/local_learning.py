@@ -358,16 +358,17 @@ class LocalCritic(Algorithm):
         return grads, loss.item()
 
     def evaluate(self, batches) -> EvalTotals:
-        if self.settings.runtime == "emulated":
-            totals = self.model.evaluate(batches)
-        else:
-            totals = evaluate_stages(self.model, self.groups, lambda s: s, self.N, batches, self.worker.transport)
         if self.task == "classification" and self.N > 1:
+            # One pass gives the main model's totals and every sub-model's logits.
             outputs = self._exit_logits(batches)
-            if outputs is not None:  # on the last worker (or the emulation)
-                labels = torch.cat([y for _, y in batches])
-                self.exit_facts = exit_metrics(outputs, labels, self.exit_cost, self.cumulative_cost)
-        return totals
+            if outputs is None:  # not the last worker: the trainer sums the totals
+                return EvalTotals()
+            labels = torch.cat([y for _, y in batches])
+            self.exit_facts = exit_metrics(outputs, labels, self.exit_cost, self.cumulative_cost)
+            return self.model.eval_totals(outputs[-1], labels)
+        if self.settings.runtime == "emulated":
+            return self.model.evaluate(batches)
+        return evaluate_stages(self.model, self.groups, lambda s: s, self.N, batches, self.worker.transport)
 
     @torch.no_grad()
     def _exit_logits(self, batches) -> list[torch.Tensor] | None:

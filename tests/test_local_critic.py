@@ -71,6 +71,8 @@ def test_workers_equal_the_emulation(algorithm, model, N, tmp_path, env):
     reference = merged_weights(emulated, 1)
     assert any(k.startswith("critics.") for k in reference)  # the critics are compared too
     assert max_difference(merged_weights(distributed, N), reference) <= 1e-10
+    final, expected = read_summary(distributed)["final"], read_summary(emulated)["final"]
+    assert final["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-10)  # evaluation across workers
     if model == "mlp":  # per iteration: h_i forward (B x 16 float64) and the per-sample losses
         sent = read_summary(distributed)["bytes_sent_per_worker"]
         B, width, steps = 8, 16, 8
