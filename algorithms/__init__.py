@@ -2,7 +2,8 @@
 
 from algorithms.backprop import Backprop
 from algorithms.data_parallel import DataParallel
-from algorithms.local_learning import CriticTrainingSettings, DGLSettings, LocalCritic
+from algorithms.local_learning import (CriticTrainingSettings, DGLSettings, LocalCritic, SubModelBackprop,
+                                      SyntheticGradients)
 from algorithms.pipeline import HyPar, Pipeline
 from algorithms.stale_gradient import DDGSettings, FeaturesReplaySettings, OuroborosSettings, StaleGradient
 
@@ -19,4 +20,6 @@ ALGORITHMS = {
     "local_critic": (LocalCritic.Settings, LocalCritic),
     "critic_training": (CriticTrainingSettings, LocalCritic),
     "dgl": (DGLSettings, LocalCritic),
+    "dni": (SyntheticGradients.Settings, SyntheticGradients),
+    "sub_model_backprop": (SubModelBackprop.Settings, SubModelBackprop),  # Table 4's comparison
 }

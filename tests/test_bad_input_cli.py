@@ -46,6 +46,10 @@ CASES = {
     "a critic_convs entry per critic": (["algorithm=local_critic", "gpus=2", "algorithm.critic_convs=[1,2]"],
                                         "critic_convs"),
     "dgl has no critic learning rate": (["algorithm=dgl", "gpus=2", "algorithm.critic_lr=0.1"], "critic_lr"),
+    "negative delay": (["algorithm=local_critic", "gpus=2", "algorithm.pipelined=true", "algorithm.delay=-1"], "delay"),
+    "sub-model past the last critic": (["algorithm=sub_model_backprop", "algorithm.groups=2", "algorithm.sub_model=2"],
+                                       "sub_model"),
+    "sub-model without its split": (["algorithm=sub_model_backprop"], "algorithm.groups"),
 }
 
 

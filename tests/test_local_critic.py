@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from algorithms.local_learning import LocalCritic, LocalCriticSettings, exit_metrics
+from algorithms.local_learning import (LocalCritic, LocalCriticSettings, SubModelBackprop, SubModelBackpropSettings,
+                                      SyntheticGradients, exit_metrics)
 from models import build_model
 from models.lc_vgg import LCVGGSettings
 from models.mlp import MLPSettings
@@ -48,38 +49,44 @@ def max_difference(a: dict, b: dict) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-CASES = [("local_critic", model, N) for model in MODELS for N in (2, 3)] + [
-    ("critic_training", "mlp", 3), ("critic_training", "gpt", 3), ("dgl", "mlp", 3), ("dgl", "gpt", 2)]
+PIPELINED = ("algorithm.pipelined=true", "algorithm.delay=2")
+CASES = [("local_critic", model, N, ()) for model in MODELS for N in (2, 3)] + [
+    ("critic_training", "mlp", 3, ()), ("critic_training", "gpt", 3, ()), ("dgl", "mlp", 3, ()), ("dgl", "gpt", 2, ()),
+    ("local_critic", "mlp", 3, PIPELINED), ("local_critic", "cnn", 2, PIPELINED),
+    ("dni", "mlp", 3, ()), ("dni", "gpt", 2, ()), ("dni", "cnn", 3, PIPELINED)]
 
 
-def backward_bytes(algorithm: str, i: int, N: int, B: int) -> int:
-    """Per-sample-loss floats worker i sends per iteration: to i-1 (cascade), from the last worker
-    to every critic (critic training), none (DGL)."""
+def backward_bytes(algorithm: str, i: int, N: int, B: int, width: int) -> int:
+    """Floats worker i sends backward per iteration: its per-sample losses to i-1 (cascade), from
+    the last worker to every critic (critic training), none (DGL), its input gradient (DNI)."""
     if algorithm == "local_critic":
         return B if i > 0 else 0
     if algorithm == "critic_training":
         return B * (N - 1) if i == N - 1 else 0
+    if algorithm == "dni":
+        return B * width if i > 0 else 0
     return 0
 
 
-@pytest.mark.parametrize("algorithm,model,N", CASES)
-def test_workers_equal_the_emulation(algorithm, model, N, tmp_path, env):
-    setup = [*COMMON, *MODELS[model], f"algorithm={algorithm}"]
+@pytest.mark.parametrize("algorithm,model,N,extra", CASES,
+                         ids=[f"{a}-{m}-{n}{'-pipelined' if e else ''}" for a, m, n, e in CASES])
+def test_workers_equal_the_emulation(algorithm, model, N, extra, tmp_path, env):
+    setup = [*COMMON, *MODELS[model], f"algorithm={algorithm}", *extra]
     emulated = train_run(tmp_path, "emulated", [*setup, "gpus=1", "algorithm.runtime=emulated",
                                                 f"algorithm.groups={N}"], env)
     distributed = train_run(tmp_path, "distributed", [*setup, f"gpus={N}"], env)
     reference = merged_weights(emulated, 1)
-    assert any(k.startswith("critics.") for k in reference)  # the critics are compared too
+    assert any(k.startswith(("critics.", "synthesizers.")) for k in reference)  # local modules compared too
     assert max_difference(merged_weights(distributed, N), reference) <= 1e-10
     final, expected = read_summary(distributed)["final"], read_summary(emulated)["final"]
     assert final["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-10)  # evaluation across workers
-    if model == "mlp":  # per iteration: h_i forward (B x 16 float64) and the per-sample losses
+    if model == "mlp":  # per iteration: h_i forward (B x 16 float64) and the targets backward
         sent = read_summary(distributed)["bytes_sent_per_worker"]
         B, width, steps = 8, 16, 8
-        expected = [steps * 8 * ((B * width if i < N - 1 else 0) + backward_bytes(algorithm, i, N, B))
+        expected = [steps * 8 * ((B * width if i < N - 1 else 0) + backward_bytes(algorithm, i, N, B, width))
                     for i in range(N)]
         assert sent == expected
-        # Sub-models, progressive inference and ensembles, gathered on the last worker, agree too.
+    if algorithm != "dni":  # sub-models, progressive inference, ensembles, gathered on the last worker
         extras = ("sub_model_accuracy", "progressive_inference", "ensemble_accuracy")
         got = read_summary(distributed)["algorithm_facts_per_worker"][-1]
         want = read_summary(emulated)["algorithm_facts_per_worker"][0]
@@ -95,15 +102,31 @@ def test_one_group_is_backprop_bit_for_bit(model, tmp_path, env):
     assert all(torch.equal(single[k], reference[k]) for k in reference)
 
 
-def emulated_lc(N: int, critic_every: int = 1, optimizer=OptimizerSpec(name="sgd", lr=0.1), critic_target="next"):
+def toy_model():
+    """A 3-class MLP of 4 blocks (seeded) and a batch of its inputs."""
     torch.manual_seed(0)
     info = DataInfo("toy", "classification", (6,), num_classes=3)
-    model = build_model("mlp", MLPSettings(hidden=(5, 5, 5)), info).double()
-    example = torch.randn(8, 6, dtype=torch.float64)
-    worker = Worker(0, 1, torch.device("cpu"), torch.float64, Transport(0, 1, timeout_s=10))
-    settings = LocalCriticSettings(groups=N, runtime="emulated", critic_every=critic_every,
-                                   critic_target=critic_target)
-    return LocalCritic(model, worker, optimizer, settings, example), example
+    return build_model("mlp", MLPSettings(hidden=(5, 5, 5)), info).double(), torch.randn(8, 6, dtype=torch.float64)
+
+
+CPU64 = Worker(0, 1, torch.device("cpu"), torch.float64, Transport(0, 1, timeout_s=10))
+
+
+def emulated(N: int, optimizer=OptimizerSpec(name="sgd", lr=0.1), algorithm=LocalCritic, **settings):
+    """A one-process run of `algorithm` with N groups on the toy model, and a batch of inputs."""
+    model, example = toy_model()
+    algorithm_settings = algorithm.Settings(groups=N, runtime="emulated", **settings)
+    return algorithm(model, CPU64, optimizer, algorithm_settings, example), example
+
+
+def train_emulated(steps: int, algorithm=LocalCritic, N: int = 3, **settings):
+    """`steps` Adam iterations on fixed batches; the run afterwards."""
+    adam = OptimizerSpec(name="adam", lr=1e-2)
+    run, x = emulated(N, adam, algorithm, **settings)
+    labels = torch.randint(0, 3, (steps, 8), generator=torch.Generator().manual_seed(1))
+    for y in labels:
+        run.train_step(x, y, adam.lr)
+    return run
 
 
 @pytest.mark.parametrize("critic_target", ["next", "last", "none"])
@@ -111,9 +134,9 @@ def test_each_loss_reaches_only_its_own_parameters(critic_target):
     """§2 table, checked on gradients: group i < N from CE through critic i only; critic i from the
     matching loss only (to l_{i+1}; to l_N for critic training; DGL: from CE, jointly); group N
     from the true loss."""
-    algorithm, x = emulated_lc(N=3, critic_target=critic_target)
+    algorithm, x = emulated(N=3, critic_target=critic_target)
     y = torch.randint(0, 3, (8,))
-    before = copy.deepcopy((algorithm.groups, algorithm.critics))
+    before = copy.deepcopy((algorithm.groups, algorithm.local_modules))
     algorithm.train_step(x, y, 0.1)
     groups, critics = before
     h1 = groups[0](x)
@@ -123,7 +146,7 @@ def test_each_loss_reaches_only_its_own_parameters(critic_target):
     l2 = F.cross_entropy(critics[1](h2), y, reduction="none")
     l3 = F.cross_entropy(out, y, reduction="none")
     applied = {i: [p.grad for p in algorithm.groups[i].parameters()] for i in range(3)}
-    critic_applied = {i: [p.grad for p in algorithm.critics[i].parameters()] for i in range(2)}
+    critic_applied = {i: [p.grad for p in algorithm.local_modules[i].parameters()] for i in range(2)}
 
     def close(a, b):
         return all((u - v).abs().max() < 1e-12 for u, v in zip(a, b))
@@ -150,10 +173,10 @@ def test_each_loss_reaches_only_its_own_parameters(critic_target):
 
 def test_critics_step_every_k_iterations_and_groups_every_iteration():
     adam = OptimizerSpec(name="adam", lr=1e-3)
-    algorithm, x = emulated_lc(N=2, critic_every=3, optimizer=adam)
+    algorithm, x = emulated(N=2, critic_every=3, optimizer=adam)
     for _ in range(7):
         algorithm.train_step(x, torch.randint(0, 3, (8,)), adam.lr)
-    critic_steps = {int(s["step"]) for s in algorithm.critic_optimizers[0].state.values()}
+    critic_steps = {int(s["step"]) for s in algorithm.local_optimizers[0].state.values()}
     group_steps = {int(s["step"]) for opt in algorithm.group_optimizers.values() for s in opt.state.values()}
     assert critic_steps == {3} and group_steps == {7}  # critics at iterations 0, 3, 6
 
@@ -213,6 +236,86 @@ def test_critics_can_have_more_conv_layers():
         settings = LocalCriticSettings(groups=4, balance=(2, 3, 3, 4), critic_convs=convs, runtime="emulated")
         algorithm = LocalCritic(copy.deepcopy(model), worker, OptimizerSpec(name="sgd", lr=0.1), settings,
                                 torch.zeros(2, 3, 32, 32))
-        counts[convs] = [sum(p.numel() for p in algorithm.critics[i].parameters()) for i in range(3)]
+        counts[convs] = [sum(p.numel() for p in algorithm.local_modules[i].parameters()) for i in range(3)]
     extra = 128 * 128 * 9 + 128
     assert [b - a for a, b in zip(counts[(1, 1, 1)], counts[(3, 2, 1)])] == [2 * extra, extra, 0]
+
+
+@pytest.mark.parametrize("algorithm", [LocalCritic, SyntheticGradients])
+def test_pipelined_delay_zero_is_the_synchronous_run_and_delay_one_is_not(algorithm):
+    """Spec §5, §14: d = 0 reproduces the synchronous run bit for bit; d >= 1 differs, and the
+    local modules take one update fewer per step of delay."""
+    synchronous = train_emulated(6, algorithm).model_state()
+    zero = train_emulated(6, algorithm, pipelined=True, delay=0).model_state()
+    delayed = train_emulated(6, algorithm, pipelined=True, delay=1)
+    assert all(torch.equal(zero[k], synchronous[k]) for k in synchronous)
+    assert any(not torch.equal(delayed.model_state()[k], synchronous[k]) for k in synchronous)
+    steps = {int(s["step"]) for opt in delayed.local_optimizers.values() for s in opt.state.values()}
+    assert steps == {5} and delayed.summary()["schedule"] == "pipelined, delay 1"
+
+
+def test_delayed_critic_takes_the_first_batchs_update_one_iteration_late():
+    """Under d = 1 critic i's update of batch 0 is computed at phi^0 against l_{i+1}(0), as in
+    the synchronous run, but applied after iteration 1: so after two pipelined iterations the
+    critics are those of one synchronous iteration, while the groups have stepped twice."""
+    synchronous = train_emulated(1).model_state()
+    delayed = train_emulated(2, pipelined=True, delay=1).model_state()
+    critics = [k for k in synchronous if k.startswith("critics.")]
+    assert critics and all(torch.equal(delayed[k], synchronous[k]) for k in critics)
+    assert not torch.equal(delayed["blocks.0.linear.weight"], synchronous["blocks.0.linear.weight"])
+
+
+def test_dni_group_follows_its_synthetic_gradient_and_the_module_the_next_input_gradient():
+    """DNI, checked on gradients: group i < N backpropagates ghat_i = M_i(h_i); M_i regresses
+    delta_i, the gradient at group i+1's input under ghat_{i+1} (the true one from group N)."""
+    run, x = emulated(N=3, algorithm=SyntheticGradients)
+    for module in run.local_modules.values():
+        assert torch.count_nonzero(module(torch.randn(8, 5, dtype=torch.float64), None)) == 0  # zero at first
+        torch.nn.init.normal_(module.out.weight)  # so that the synthetic gradients are not zero
+    y = torch.randint(0, 3, (8,))
+    groups, modules = copy.deepcopy((run.groups, run.local_modules))
+    run.train_step(x, y, 0.1)
+    theta = [list(groups[i].parameters()) for i in range(3)]
+    h1 = groups[0](x)
+    x2 = h1.detach().requires_grad_()
+    h2 = groups[1](x2)
+    x3 = h2.detach().requires_grad_()
+    loss = F.cross_entropy(groups[2](x3), y)
+    ghat1, ghat2 = modules[0](h1.detach(), y), modules[1](h2.detach(), y)
+    expected = {0: torch.autograd.grad(h1, theta[0], ghat1.detach(), retain_graph=True)}
+    *expected[1], delta1 = torch.autograd.grad(h2, theta[1] + [x2], ghat2.detach())
+    *expected[2], delta2 = torch.autograd.grad(loss, theta[2] + [x3])
+    for i in range(3):
+        assert all(torch.allclose(p.grad, g, atol=1e-12) for p, g in zip(run.groups[i].parameters(), expected[i]))
+    for i, (ghat, delta) in enumerate([(ghat1, delta1), (ghat2, delta2)]):
+        phi = list(modules[i].parameters())
+        want = torch.autograd.grad((ghat - delta).pow(2).sum() / 8, phi)
+        assert all(torch.allclose(p.grad, g, atol=1e-12) for p, g in zip(run.local_modules[i].parameters(), want))
+    # Not backprop: the true gradient would have reached group 1 through groups 2 and 3.
+    true = torch.autograd.grad(F.cross_entropy(groups[2](groups[1](h1)), y), theta[0])
+    assert not all(torch.allclose(p.grad, g) for p, g in zip(run.groups[0].parameters(), true))
+
+
+def test_conditioned_dni_module_reads_the_labels():
+    run, _ = emulated(N=2, algorithm=SyntheticGradients, conditioned=True)
+    module = run.local_modules[0]
+    torch.nn.init.normal_(module.out.weight)
+    h = torch.randn(8, 5, dtype=torch.float64)
+    assert not torch.equal(module(h, torch.zeros(8, dtype=torch.long)), module(h, torch.ones(8, dtype=torch.long)))
+
+
+def test_backprop_sub_model_is_local_critics_sub_model_trained_end_to_end():
+    """Table 4's comparison: the same structure (and initial weights) as LC's sub-model 2 of 3
+    groups (blocks 2 + 1 + 1), every parameter updated by the backpropagated CE of critic 2."""
+    local_critic, _ = emulated(N=3)
+    model, x = toy_model()
+    sub = SubModelBackprop(model, CPU64, OptimizerSpec(name="sgd", lr=0.1),
+                           SubModelBackpropSettings(sub_model=2, groups=3), x)
+    assert sub.summary()["sub_models"] == [local_critic.summary()["sub_models"][1]]
+    assert all(torch.equal(a, b) for a, b in zip(sub.critic.parameters(), local_critic.every_local_module[1].parameters()))
+    net, y = copy.deepcopy(sub.net), torch.randint(0, 3, (8,))
+    want = torch.autograd.grad(F.cross_entropy(net(x), y), list(net.parameters()))
+    sub.train_step(x, y, 0.1)
+    assert all(torch.allclose(p.grad, g, atol=1e-12) for p, g in zip(sub.net.parameters(), want))
+    assert set(sub.model_state()) == {*(f"blocks.{b}.linear.{w}" for b in (0, 1, 2) for w in ("weight", "bias")),
+                                      "critics.1.1.weight", "critics.1.1.bias"}
