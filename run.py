@@ -87,7 +87,7 @@ def main() -> None:
         train()
     except USER_ERRORS as err:
         if not started_by_torchrun() or torchrun_rank() == 0:
-            print(f"error: {one_line(err)}", file=sys.stderr)
+            print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

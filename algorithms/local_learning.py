@@ -61,9 +61,11 @@ gradient, then every step; under a delay, the modules' gradients wait d iteratio
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +80,7 @@ from mpbench.errors import ConfigError
 from mpbench.optim import clip_gradients, make_optimizer, set_lr
 from mpbench.staged_eval import evaluate_stages, model_dtype, recv_activation, send_activation
 from models.blocks import BlockModel, EvalTotals, block_output_shapes
+from models.gpt import TransformerBlock, block_like
 from models.lc_vgg import CRITIC_WIDTH, count_flop_lc_rule, count_parameters_lc_rule, init_weights
 from models.lc_vgg import make_critic as conv_critic
 
@@ -133,10 +136,12 @@ class LocalCriticSettings(LocalLearningSettings):
     critic_every: int = 1  # critics step every k-th iteration, groups every iteration (Table 3)
     critic_target: str = "next"  # next: l_{i+1} (cascade) | last: l_N (critic training) | none: CE (DGL)
     critic_convs: Any = 1  # conv3x3(128) layers per critic on a feature map: one for all, or a list (Table 2)
+    critic_blocks: int = 0  # Transformer blocks before a sequence critic's LayerNorm + linear (1: the optional head)
 
     def __post_init__(self):
         super().__post_init__()
         _check_critic_convs(self.critic_convs)
+        _check_positive_int(self.critic_blocks, "critic_blocks", allow_zero=True)
         if self.critic_target not in CRITIC_TARGETS:
             raise ValueError(f"critic_target must be one of {', '.join(CRITIC_TARGETS)}; got {self.critic_target!r}")
         if self.critic_loss not in CRITIC_LOSSES:
@@ -202,11 +207,13 @@ class SubModelBackpropSettings:
     groups: int | None = None  # N of that split; null: the length of balance
     balance: Any = "uniform"  # uniform | [blocks per group], as for local_critic
     critic_convs: Any = 1  # as for local_critic
+    critic_blocks: int = 0  # as for local_critic
 
     def __post_init__(self):
         _check_positive_int(self.sub_model, "sub_model")
         _check_groups_and_balance(self.groups, self.balance)
         _check_critic_convs(self.critic_convs)
+        _check_positive_int(self.critic_blocks, "critic_blocks", allow_zero=True)
 
     @property
     def num_groups(self) -> int | None:
@@ -214,12 +221,14 @@ class SubModelBackpropSettings:
             None if isinstance(self.balance, str) else len(self.balance))
 
 
-def make_local_critic(shape: torch.Size, outputs: int, convs: int = 1) -> nn.Module:
+def make_local_critic(shape: torch.Size, outputs: int, convs: int = 1, blocks: int = 0,
+                      make_block: Callable[[], nn.Module] | None = None) -> nn.Module:
     """A critic for a boundary tensor of `shape` (batch first) predicting `outputs` logits.
 
     A feature map gets the paper's critic: `convs` conv3x3 layers of CRITIC_WIDTH (128) filters
     with bias and ReLU, then one FC layer; the width of the extra layers is not published, 128 is
-    the natural reading (spec §7). Other boundaries ignore `convs`.
+    the natural reading (spec §7). A sequence gets `blocks` Transformer blocks from `make_block`,
+    then a LayerNorm and a linear map. A vector gets a linear map.
     """
     if len(shape) == 4:  # (B, C, H, W)
         if convs == 1:
@@ -231,14 +240,30 @@ def make_local_critic(shape: torch.Size, outputs: int, convs: int = 1) -> nn.Mod
         critic.apply(init_weights)
         return critic
     if len(shape) == 3:  # (B, T, d): a language model's residual stream
-        return nn.Sequential(nn.LayerNorm(shape[2]), nn.Linear(shape[2], outputs))
+        head = [make_block() for _ in range(blocks)]
+        return nn.Sequential(*head, nn.LayerNorm(shape[2]), nn.Linear(shape[2], outputs))
     return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.Size(shape[1:]).numel()), outputs))
 
 
-def make_critics(boundaries: list[torch.Size], outputs: int, critic_convs) -> list[nn.Module]:
-    """The critics after groups 1..N-1, built in order (so every worker draws the same weights)."""
+def check_critic_shape(algorithm: str, settings, model: str, N: int) -> None:
+    """ConfigError (one line) unless `critic_convs` has one entry per critic and `critic_blocks`
+    meets a Transformer's residual stream."""
+    if isinstance(settings.critic_convs, tuple) and len(settings.critic_convs) != N - 1:
+        raise ConfigError(f"{algorithm}: critic_convs={list(settings.critic_convs)} needs one entry per critic "
+                          f"({N - 1} for N={N} groups)")
+    if settings.critic_blocks and model != "gpt":
+        raise ConfigError(f"{algorithm}: critic_blocks={settings.critic_blocks} puts Transformer blocks in a "
+                          f"critic, which needs model gpt (got {model}); use critic_convs for a CNN")
+
+
+def make_critics(model: BlockModel, boundaries: list[torch.Size], outputs: int, critic_convs,
+                 critic_blocks: int) -> list[nn.Module]:
+    """The critics after groups 1..N-1, built in order (so every worker draws the same weights).
+    A sequence critic's Transformer blocks are shaped like the model's own."""
     convs = critic_convs if isinstance(critic_convs, tuple) else (critic_convs,) * len(boundaries)
-    return [make_local_critic(shape, outputs, c) for shape, c in zip(boundaries, convs)]
+    transformer = next((b for b in model.blocks if isinstance(b, TransformerBlock)), None)
+    make_block = (lambda: block_like(transformer)) if transformer is not None else None
+    return [make_local_critic(shape, outputs, c, critic_blocks, make_block) for shape, c in zip(boundaries, convs)]
 
 
 class SyntheticGradient(nn.Module):
@@ -392,6 +417,8 @@ class LocalLearning(Algorithm):
         # module predictions (and the weights they used) whose targets have not arrived yet.
         self.delayed: deque = deque()
         self.iteration = 0
+        self.step_seconds: list[float] = []  # per iteration: time in train_step ...
+        self.wait_seconds: list[float] = []  # ... and of it, blocked on receives
         # A tensor tied across groups (GPT's embedding = output projection) takes the sum of the
         # groups' parts, so its copies on the first and last worker stay identical.
         group_of_block = {b: i for i, blocks in enumerate(self.split.blocks) for b in blocks}
@@ -446,14 +473,33 @@ class LocalLearning(Algorithm):
         self.tie_channels = [{j: RemoteChannel(t, j, 3 + n, tensor.shape, tensor.dtype, d) for j in users if j != i}
                              for n, (tensor, users) in enumerate(self.ties)]
 
-    def _exchange_tie_parts(self, grads: dict) -> None:
-        """Send this group's part of each tied tensor to the other groups using it; add theirs."""
+    def _take(self, channel) -> torch.Tensor:
+        """Receive from `channel`, counting the time this worker waits."""
+        started = time.perf_counter()
+        message = channel.take()
+        self.wait_seconds[-1] += time.perf_counter() - started
+        return message
+
+    def _tie_senders(self) -> list:
+        """Hooks that send this group's part of each tied tensor to the other groups using it the
+        moment autograd has computed it, so that the other worker need not wait for the rest of
+        this group's backward (the head's part comes first in the last group's backward)."""
+        if self.emulated:
+            return []
+
+        def sender(channels):
+            def send(grad):
+                for channel in channels.values():
+                    channel.put(grad)
+            return send
+        return [tensor.register_hook(sender(channels)) for (tensor, _), channels in zip(self.ties, self.tie_channels)]
+
+    def _add_tie_parts(self, grads: dict) -> None:
+        """Add the other groups' parts of each tied tensor to this group's."""
         for (tensor, _), channels in zip(self.ties, self.tie_channels):
-            for channel in channels.values():
-                channel.put(grads[tensor])
             total = grads[tensor].clone()
             for channel in channels.values():
-                total += channel.take()  # two parts: a + b == b + a, so both copies agree bit for bit
+                total += self._take(channel)  # two parts: a + b == b + a, so both copies agree bit for bit
             grads[tensor] = total
 
     def _weights(self, i: int) -> dict[str, torch.Tensor]:
@@ -477,19 +523,21 @@ class LocalLearning(Algorithm):
         if len(self.delayed) <= self.delay:
             return {}
         predicted, weights = self.delayed.popleft()
-        return self._local_gradients(i, predicted, weights, self.target_in.take())
+        return self._local_gradients(i, predicted, weights, self._take(self.target_in))
 
     def batch_rows(self, batch_size: int) -> slice:
         return slice(0, batch_size)  # every group needs the labels; the first also the inputs
 
     def train_step(self, inputs, targets, lr) -> StepLoss | None:
+        started = time.perf_counter()
+        self.wait_seconds.append(0.0)
         if self.emulated:
             grads, local_grads, loss = self._emulated_gradients(inputs, targets)
             self.delayed.append(local_grads)
             local_grads = self.delayed.popleft() if len(self.delayed) > self.delay else {}
         else:
             grads, local_grads, loss = self._worker_gradients(inputs, targets)
-            self._exchange_tie_parts(grads)
+            self._add_tie_parts(grads)
         for optimizer in self.group_optimizers.values():
             set_lr(optimizer, lr)  # local modules keep their constant learning rate
         for param, grad in grads.items():
@@ -503,6 +551,7 @@ class LocalLearning(Algorithm):
             for optimizer in self.local_optimizers.values():
                 optimizer.step()
         self.iteration += 1  # each .grad stays the gradient of its last step
+        self.step_seconds.append(time.perf_counter() - started)
         return StepLoss(loss, len(targets)) if loss is not None else None
 
     def _group_backward(self, i: int, output: torch.Tensor, grad_output: torch.Tensor | None = None,
@@ -510,7 +559,12 @@ class LocalLearning(Algorithm):
         """Backpropagate `output` (with `grad_output`) through group i alone: its parameters'
         gradients and, if the group's input `x` is given, the gradient there."""
         theta = list(self.groups[i].parameters())
-        grads = torch.autograd.grad(output, theta + ([x] if x is not None else []), grad_outputs=grad_output)
+        hooks = self._tie_senders()
+        try:
+            grads = torch.autograd.grad(output, theta + ([x] if x is not None else []), grad_outputs=grad_output)
+        finally:
+            for hook in hooks:
+                hook.remove()
         return dict(zip(theta, grads)), (grads[-1] if x is not None else None)
 
     def evaluate(self, batches) -> EvalTotals:
@@ -529,6 +583,10 @@ class LocalLearning(Algorithm):
         return {"groups": self.N, "blocks_per_group": self.split.sizes, "groups_here": self.here,
                 "runtime": self.settings.runtime, "delay": self.delay,
                 "schedule": f"pipelined, delay {self.delay}" if self.settings.pipelined else "synchronous",
+                "step_s_per_iter": statistics.median(self.step_seconds) if self.step_seconds else None,
+                "wait_s_per_iter": statistics.median(self.wait_seconds) if self.wait_seconds else None,
+                "compute_s_per_iter": statistics.median(s - w for s, w in zip(self.step_seconds, self.wait_seconds))
+                if self.step_seconds else None,
                 f"{self.local_name}_parameters": {str(i): sum(p.numel() for p in m.parameters())
                                                   for i, m in self.local_modules.items()}}
 
@@ -544,9 +602,7 @@ class LocalCritic(LocalLearning):
         super().check(run, num_blocks)
         s = run.algorithm_settings
         N = s.groups if s.groups is not None else run.gpus
-        if isinstance(s.critic_convs, tuple) and len(s.critic_convs) != N - 1:
-            raise ConfigError(f"{run.algorithm}: critic_convs={list(s.critic_convs)} needs one entry per critic "
-                              f"({N - 1} for N={N} groups)")
+        check_critic_shape(run.algorithm, s, run.model, N)
 
     def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec,
                  settings: LocalCriticSettings, example_inputs: torch.Tensor):
@@ -570,8 +626,8 @@ class LocalCritic(LocalLearning):
         return self.settings.critic_target == "none"  # DGL: auxiliary and group form one model
 
     def make_local_modules(self) -> list[nn.Module]:
-        return make_critics([shape for shape, _ in self.split.outputs[:-1]], self.split.classes,
-                            self.settings.critic_convs)
+        return make_critics(self.model, [shape for shape, _ in self.split.outputs[:-1]], self.split.classes,
+                            self.settings.critic_convs, self.settings.critic_blocks)
 
     def target_source(self, i: int) -> int | None:
         """The group whose per-sample loss critic i regresses: i+1 (LC), N (critic training), none (DGL)."""
@@ -602,7 +658,7 @@ class LocalCritic(LocalLearning):
     def _worker_gradients(self, inputs, targets):
         """Group i: forward, send h_i on, send l_i back, regress the target of batch t - d."""
         i = self.worker.rank
-        x = inputs if i == 0 else self.activation_in.take()
+        x = inputs if i == 0 else self._take(self.activation_in)
         h = self.groups[i](x)
         if i == self.N - 1:
             if self.target_out:
@@ -719,7 +775,7 @@ class SyntheticGradients(LocalLearning):
         """Group i: forward, send h_i on, backpropagate ghat_i (or the loss), send the gradient at
         the input back as M_{i-1}'s target, regress M_i onto the target of batch t - d."""
         i, last = self.worker.rank, self.N - 1
-        x = inputs if i == 0 else self.activation_in.take().requires_grad_()
+        x = inputs if i == 0 else self._take(self.activation_in).requires_grad_()
         h = self.groups[i](x)
         if i < last:
             self.activation_out.put(h.detach())
@@ -780,9 +836,7 @@ class SubModelBackprop(Algorithm):
         if not s.sub_model <= N - 1:
             raise ConfigError(f"{name}: algorithm.sub_model={s.sub_model} must be in 1..{N - 1}: sub-model k "
                               f"ends at critic k, and N={N} groups have {N - 1}")
-        if isinstance(s.critic_convs, tuple) and len(s.critic_convs) != N - 1:
-            raise ConfigError(f"{name}: critic_convs={list(s.critic_convs)} needs one entry per critic "
-                              f"({N - 1} for N={N} groups)")
+        check_critic_shape(name, s, run.model, N)
 
     def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec,
                  settings: SubModelBackpropSettings, example_inputs: torch.Tensor):
@@ -790,8 +844,8 @@ class SubModelBackprop(Algorithm):
         self.model, self.settings, self.optimizer_spec = model, settings, optimizer
         self.split = GroupSplit.of(model, example_inputs, settings.num_groups, settings.balance)
         k = settings.sub_model
-        critics = make_critics([shape for shape, _ in self.split.outputs[:-1]], self.split.classes,
-                               settings.critic_convs)
+        critics = make_critics(model, [shape for shape, _ in self.split.outputs[:-1]], self.split.classes,
+                               settings.critic_convs, settings.critic_blocks)
         self.end = self.split.blocks[k - 1][-1] + 1  # blocks 0..end-1 are groups 1..k
         self.critic = critics[k - 1].to(worker.device, worker.dtype)
         self.net = nn.Sequential(*model.blocks[:self.end], self.critic)

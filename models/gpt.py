@@ -164,3 +164,11 @@ def build(settings: GPTSettings, data: DataInfo) -> BlockModel:
     head = Head(embedding.token.weight, settings)
     tie = TiedParameter("token_embedding", ((0, "token.weight"), (settings.n_layer + 1, "proj.weight")))
     return BlockModel([embedding, *layers, head], task="lm", ties=(tie,))
+
+
+def block_like(block: TransformerBlock) -> TransformerBlock:
+    """A freshly initialised Transformer block of `block`'s width, heads, bias and dropout, its
+    residual projections scaled as in a one-block model (e.g. for a local head on the stream)."""
+    d_model = block.ln1.normalized_shape[0]
+    return TransformerBlock(GPTSettings(n_layer=1, n_head=block.attn.n_head, d_model=d_model, context=1,
+                                        dropout=block.attn.dropout, bias=block.ln1.bias is not None))

@@ -79,3 +79,12 @@ def test_env_var_points_at_the_data(tmp_path, shared_data_dir):
     result = run_cli([*TINY, "dataset=ptb", "steps=1", "eval_every=1", f"hydra.run.dir={tmp_path / 'run'}"],
                      cwd=tmp_path, env={"MPBENCH_DATA_DIR": str(shared_data_dir)})
     assert result.returncode == 0, result.stderr
+
+
+def test_unknown_key_lists_the_keys_of_the_chosen_option(tmp_path):
+    """A key of another dataset (seq_len is tiny-shakespeare's) names the chosen one's keys only."""
+    result = run_cli([*TINY, "model=mlp", "dataset=fashion_mnist", f"hydra.run.dir={tmp_path / 'run'}"],
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["error: unknown config key 'dataset.seq_len'; valid keys of dataset fashion_mnist: name"]

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from algorithms.local_learning import (LocalCritic, LocalCriticSettings, SubModelBackprop, SubModelBackpropSettings,
                                       SyntheticGradients, exit_metrics)
 from models import build_model
+from models.gpt import GPTSettings
 from models.lc_vgg import LCVGGSettings
 from models.mlp import MLPSettings
 from mpbench.algorithm import Worker
@@ -51,7 +52,7 @@ def max_difference(a: dict, b: dict) -> float:
 
 PIPELINED = ("algorithm.pipelined=true", "algorithm.delay=2")
 CASES = [("local_critic", model, N, ()) for model in MODELS for N in (2, 3)] + [
-    ("critic_training", "mlp", 3, ()), ("critic_training", "gpt", 3, ()), ("dgl", "mlp", 3, ()), ("dgl", "gpt", 2, ()),
+    ("critic_training", "mlp", 3, ()), ("critic_training", "gpt", 3, ("algorithm.critic_blocks=1",)), ("dgl", "mlp", 3, ()), ("dgl", "gpt", 2, ()),
     ("local_critic", "mlp", 3, PIPELINED), ("local_critic", "cnn", 2, PIPELINED),
     ("dni", "mlp", 3, ()), ("dni", "gpt", 2, ()), ("dni", "cnn", 3, PIPELINED)]
 
@@ -69,7 +70,7 @@ def backward_bytes(algorithm: str, i: int, N: int, B: int, width: int) -> int:
 
 
 @pytest.mark.parametrize("algorithm,model,N,extra", CASES,
-                         ids=[f"{a}-{m}-{n}{'-pipelined' if e else ''}" for a, m, n, e in CASES])
+                         ids=[f"{a}-{m}-{n}{''.join('-' + o.split('.')[1].split('=')[0] for o in e[:1])}" for a, m, n, e in CASES])
 def test_workers_equal_the_emulation(algorithm, model, N, extra, tmp_path, env):
     setup = [*COMMON, *MODELS[model], f"algorithm={algorithm}", *extra]
     emulated = train_run(tmp_path, "emulated", [*setup, "gpus=1", "algorithm.runtime=emulated",
@@ -86,7 +87,7 @@ def test_workers_equal_the_emulation(algorithm, model, N, extra, tmp_path, env):
         expected = [steps * 8 * ((B * width if i < N - 1 else 0) + backward_bytes(algorithm, i, N, B, width))
                     for i in range(N)]
         assert sent == expected
-    if algorithm != "dni":  # sub-models, progressive inference, ensembles, gathered on the last worker
+    if algorithm != "dni" and model != "gpt":  # classifiers: sub-models, progressive inference, ensembles
         extras = ("sub_model_accuracy", "progressive_inference", "ensemble_accuracy")
         got = read_summary(distributed)["algorithm_facts_per_worker"][-1]
         want = read_summary(emulated)["algorithm_facts_per_worker"][0]
@@ -319,3 +320,33 @@ def test_backprop_sub_model_is_local_critics_sub_model_trained_end_to_end():
     assert all(torch.allclose(p.grad, g, atol=1e-12) for p, g in zip(sub.net.parameters(), want))
     assert set(sub.model_state()) == {*(f"blocks.{b}.linear.{w}" for b in (0, 1, 2) for w in ("weight", "bias")),
                                       "critics.1.1.weight", "critics.1.1.bias"}
+
+
+def test_gpt_critic_may_hold_a_transformer_block():
+    """The optional one-block head: a fresh block shaped like the model's, then LayerNorm + linear."""
+    torch.manual_seed(0)
+    info = DataInfo("toy", "lm", (16,), vocab_size=11)
+    model = build_model("gpt", GPTSettings(n_layer=2, n_head=2, d_model=8, context=16), info)
+    example = torch.zeros(2, 16, dtype=torch.long)
+    plain, one_block = (LocalCritic(copy.deepcopy(model), CPU64, OptimizerSpec(name="adam", lr=1e-3),
+                                    LocalCriticSettings(groups=2, runtime="emulated", critic_blocks=b), example)
+                        for b in (0, 1))
+    block = model.blocks[1]
+    assert isinstance(one_block.local_modules[0][0], type(block))
+    extra = sum(p.numel() for p in block.parameters())
+    assert sum(p.numel() for p in one_block.local_modules[0].parameters()) == \
+        sum(p.numel() for p in plain.local_modules[0].parameters()) + extra
+
+
+@pytest.mark.parametrize("algorithm", [LocalCritic, SyntheticGradients])
+def test_the_order_of_the_optimizer_steps_does_not_matter(algorithm):
+    """Spec §14, pre-update semantics: every gradient of an iteration is taken before any step,
+    so stepping the groups and the local modules in another order changes nothing."""
+    reference = train_emulated(4, algorithm).model_state()
+    adam = OptimizerSpec(name="adam", lr=1e-2)
+    run, x = emulated(3, adam, algorithm)
+    run.group_optimizers = dict(reversed(run.group_optimizers.items()))
+    run.local_optimizers = dict(reversed(run.local_optimizers.items()))
+    for y in torch.randint(0, 3, (4, 8), generator=torch.Generator().manual_seed(1)):
+        run.train_step(x, y, adam.lr)
+    assert all(torch.equal(run.model_state()[k], reference[k]) for k in reference)
