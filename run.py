@@ -14,6 +14,8 @@ that fails is recorded as failed (exit 1 for a single run); a sweep goes on past
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -27,8 +29,10 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from algorithms import ALGORITHMS  # noqa: E402
 from models import count_blocks  # noqa: E402
+from mpbench.checkpoints import discard_checkpoints, finished_ok, same_run, verify_checkpoint  # noqa: E402
 from mpbench.config import run_spec_from  # noqa: E402
 from mpbench.data import load_dataset  # noqa: E402
+from mpbench.errors import ConfigError  # noqa: E402
 from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
 from mpbench.topology import resolve_topology  # noqa: E402
@@ -49,7 +53,24 @@ def train(cfg: DictConfig) -> str:
         # Checksums are verified (and decoded images cached) once, before any worker starts.
         data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed,
                             cache_dir=spec.cache_dir)
-        ALGORITHMS[spec.algorithm][1].check(spec, count_blocks(spec.model, spec.model_settings, data.info))
+        algorithm = ALGORITHMS[spec.algorithm][1]
+        algorithm.check(spec, count_blocks(spec.model, spec.model_settings, data.info))
+        gap = algorithm.checkpoint_gap(spec.algorithm_settings)
+        if spec.checkpoint_every and gap:
+            raise ConfigError(f"checkpoint_every={spec.checkpoint_every}: {spec.algorithm} cannot checkpoint "
+                              f"({gap}); set checkpoint_every=0")
+        config = OmegaConf.to_container(cfg, resolve=True)
+        if spec.resume and finished_ok(run_dir, config):
+            if leader:
+                print(f"resume: {run_dir} already finished ok with this config; not run again", flush=True)
+            return "ok"
+        if leader:
+            if spec.resume and same_run(run_dir, config):
+                step = verify_checkpoint(run_dir, spec.gpus)
+                print(f"resume: {run_dir} from " + (f"its checkpoint at step {step}" if step else "the start"),
+                      flush=True)
+            else:  # a new run here: another run's checkpoint must never be resumed into it
+                discard_checkpoints(run_dir)
     except USER_ERRORS as err:
         if not multirun:
             # Exit here: a task that raises makes Hydra print an extra line of its own.
@@ -63,8 +84,10 @@ def train(cfg: DictConfig) -> str:
         print(f"skipped {run_dir.name}: {one_line(err)}", flush=True)
         return "skipped"
 
-    config = OmegaConf.to_container(cfg, resolve=True)
     if leader:
+        # A run that starts (again) here: no earlier record may stand for it until it ends.
+        (run_dir / "summary.json").unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "workers", ignore_errors=True)
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         if topology.notice:
             print(f"notice: {topology.notice}", flush=True)
@@ -73,6 +96,8 @@ def train(cfg: DictConfig) -> str:
                   f"{topology.cores} cores: timings are oversubscribed", flush=True)
     summary = launch(spec, topology, run_dir, config)
     print(result_line(run_dir, summary), flush=True)
+    if summary["status"] == "interrupted":
+        raise SystemExit(128 + signal.SIGTERM)  # preempted: the whole job stops, sweep included
     if not multirun and summary["status"] == "failed":
         raise SystemExit(1)
     return summary["status"]
@@ -88,6 +113,12 @@ def main() -> None:
     except USER_ERRORS as err:
         if not started_by_torchrun() or torchrun_rank() == 0:
             print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:  # the results directory cannot be made or written
+        if err.filename is None:
+            raise
+        print(f"error: cannot write the results to {err.filename}: {err.strerror}; choose a writable "
+              f"hydra.run.dir (or hydra.sweep.dir for -m)", file=sys.stderr)
         raise SystemExit(2) from None
 
 

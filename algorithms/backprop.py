@@ -44,5 +44,16 @@ class Backprop(Algorithm):
     def model_state(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
+    @classmethod
+    def checkpoint_gap(cls, settings) -> None:
+        return None
+
+    def training_state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def evaluate(self, batches) -> EvalTotals:
         return self.model.evaluate(batches)

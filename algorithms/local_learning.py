@@ -579,6 +579,25 @@ class LocalLearning(Algorithm):
                       for name, value in module.state_dict().items()})
         return state
 
+    @classmethod
+    def checkpoint_gap(cls, settings: LocalLearningSettings) -> str | None:
+        if settings.delay_in_use > 0:
+            return "under a delay the modules' pending targets hold autograd graphs"
+        return None
+
+    def training_state(self) -> dict:
+        def states(objects: dict) -> dict:
+            return {str(i): o.state_dict() for i, o in objects.items()}
+        return {"groups": states(self.groups), "local_modules": states(self.local_modules),
+                "group_optimizers": states(self.group_optimizers),
+                "local_optimizers": states(self.local_optimizers), "iteration": self.iteration}
+
+    def load_training_state(self, state: dict) -> None:
+        for key in ("groups", "local_modules", "group_optimizers", "local_optimizers"):
+            for i, obj in getattr(self, key).items():
+                obj.load_state_dict(state[key][str(i)])
+        self.iteration = state["iteration"]  # critic_every counts from the run's first step
+
     def summary(self) -> dict:
         return {"groups": self.N, "blocks_per_group": self.split.sizes, "groups_here": self.here,
                 "runtime": self.settings.runtime, "delay": self.delay,
@@ -879,6 +898,17 @@ class SubModelBackprop(Algorithm):
         state.update({f"critics.{self.settings.sub_model - 1}.{name}": value
                       for name, value in self.critic.state_dict().items()})
         return state
+
+    @classmethod
+    def checkpoint_gap(cls, settings) -> None:
+        return None
+
+    def training_state(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def summary(self) -> dict:
         return {"sub_model": self.settings.sub_model, "groups": self.settings.num_groups,

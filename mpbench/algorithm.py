@@ -92,3 +92,20 @@ class Algorithm(ABC):
     def summary(self) -> dict:
         """Algorithm-specific facts for the run summary (e.g. stashed versions, split)."""
         return {}
+
+    # Checkpoints (`checkpoint_every`, `resume`). An algorithm that captures its whole state
+    # between two steps overrides all three; the resumed run then equals the uninterrupted one.
+
+    @classmethod
+    def checkpoint_gap(cls, settings) -> str | None:
+        """Why a run with `settings` cannot be checkpointed (one phrase), or None if it can."""
+        return "its training state is not captured yet"
+
+    def training_state(self) -> dict:
+        """Everything this worker needs to go on exactly from the end of the last step: weights,
+        buffers, optimizer states and what it keeps between steps; tensors and plain data only."""
+        raise NotImplementedError
+
+    def load_training_state(self, state: dict) -> None:
+        """Restore what `training_state` returned (on a freshly built algorithm)."""
+        raise NotImplementedError

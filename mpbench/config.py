@@ -161,6 +161,8 @@ class RunSpec:
     cache_dir: Path
     save_weights: bool = False
     fault: FaultSpec | None = None
+    checkpoint_every: int = 0  # steps between checkpoints; 0: none
+    resume: bool = False  # skip a finished identical run; continue an unfinished one from its checkpoint
 
 
 def _check_top_level(cfg: dict) -> None:
@@ -177,8 +179,12 @@ def _check_top_level(cfg: dict) -> None:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {cfg['dtype']!r}")
     if cfg["device"] not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {cfg['device']!r}")
-    if not isinstance(cfg["save_weights"], bool):
-        raise ConfigError(f"save_weights must be true or false, got {cfg['save_weights']!r}")
+    for key in ("save_weights", "resume"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    every = cfg["checkpoint_every"]
+    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+        raise ConfigError(f"checkpoint_every must be a non-negative integer (0: no checkpoints), got {every!r}")
     timeout = cfg["timeout_s"]
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout!r}")
@@ -243,6 +249,8 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
         cache_dir=_directory(plain["cache_dir"], "cache_dir") or default_cache_dir(),
         save_weights=plain["save_weights"],
         fault=fault,
+        checkpoint_every=plain["checkpoint_every"],
+        resume=plain["resume"],
     )
     if spec.fault is not None and not 0 <= spec.fault.rank < spec.gpus:
         raise ConfigError(f"fault.rank must be a worker rank in 0..{spec.gpus - 1}, got {spec.fault.rank}")

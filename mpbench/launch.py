@@ -22,6 +22,7 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from algorithms import ALGORITHMS
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_json, environment_record, read_json, result_line, worker_report_path
@@ -29,7 +30,6 @@ from mpbench.topology import Topology
 from mpbench.worker import Rendezvous, run_worker
 
 REPO = Path(__file__).resolve().parents[1]
-GRACE_S = 5.0  # after SIGTERM, how long a worker may take to exit before SIGKILL
 
 
 def started_by_torchrun() -> bool:
@@ -63,6 +63,12 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
     context = mp.start_processes(run_worker, args=(spec, topology, run_dir, rendezvous, config),
                                  nprocs=topology.workers, join=False, start_method="spawn")
     launcher_error, crashed_rank = None, None
+
+    def preempted(*_):  # pass SIGTERM on: the workers checkpoint and stop, then we record the run
+        for p in context.processes:
+            if p.is_alive():
+                p.terminate()
+    previous_handler = signal.signal(signal.SIGTERM, preempted)
     try:
         while not context.join(timeout=0.5):
             pass
@@ -71,13 +77,16 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
     except mp.ProcessExitedException as err:  # workers end with os._exit: 1 after a failure
         launcher_error = f"rank {err.error_index} exited with code {err.exit_code}"
         crashed_rank = err.error_index
-    except BaseException:  # Ctrl-C or anything else here: no worker may outlive this process
+    except BaseException as err:  # Ctrl-C or anything else here: no worker may outlive this process
         _terminate(context.processes)
         summary = compose_summary(spec, topology, run_dir, started)
-        summary.update(status="failed", reason="interrupted (Ctrl-C or a signal) before the run finished")
+        what = "Ctrl-C (SIGINT)" if isinstance(err, KeyboardInterrupt) else type(err).__name__
+        summary.update(status="interrupted", reason=f"interrupted by {what} before the run finished; "
+                       f"all workers ended")
         atomic_write_json(run_dir / "summary.json", summary)
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         _terminate(context.processes)
     summary = compose_summary(spec, topology, run_dir, started, launcher_error, crashed_rank)
     atomic_write_json(run_dir / "summary.json", summary)
@@ -85,12 +94,9 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
 
 
 def _terminate(processes) -> None:
-    alive = [p for p in processes if p.is_alive()]
-    for p in alive:
-        p.terminate()
-    deadline = time.time() + GRACE_S
-    for p in alive:
-        p.join(timeout=max(0.0, deadline - time.time()))
+    """End every worker still alive. SIGKILL: a worker takes SIGTERM as a request to checkpoint
+    at the next step, which survivors of a failed peer would never reach."""
+    for p in processes:
         if p.is_alive():
             os.kill(p.pid, signal.SIGKILL)
             p.join()
@@ -150,10 +156,18 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
         if rank0["status"] == "diverged":
             summary.update(status="diverged", diverged_at_step=rank0["diverged_at_step"],
                            reason=f"non-finite training loss at step {rank0['diverged_at_step']}")
+        elif rank0["status"] == "interrupted":
+            step, saved = rank0["interrupted_at_step"], rank0.get("checkpointed_at_step")
+            resume = (f"checkpoint at step {saved}: run it again with resume=true" if saved == step
+                      else f"no checkpoint: {spec.algorithm} cannot checkpoint "
+                           f"({ALGORITHMS[spec.algorithm][1].checkpoint_gap(spec.algorithm_settings)})")
+            summary.update(status="interrupted", interrupted_at_step=step,
+                           reason=f"stopped by SIGTERM after step {step}; {resume}")
     if 0 in reports and "final" in reports[0]:
         rank0 = reports[0]
         summary.update(steps_completed=rank0["steps_completed"], final=rank0["final"],
-                       **rank0["timing"], model_facts=rank0["model"])
+                       **rank0["timing"], model_facts=rank0["model"],
+                       resumed_from_step=rank0.get("resumed_from_step"))
     ranked = [reports.get(rank, {}) for rank in range(topology.workers)]
     summary["algorithm_facts_per_worker"] = [r.get("algorithm") for r in ranked]
     summary["peak_memory_bytes_per_worker"] = [r.get("peak_memory_bytes") for r in ranked]

@@ -20,12 +20,15 @@ import os
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.checkpoints import mark_complete, save_worker_state
 from mpbench.config import FaultSpec, OptimizerSpec
 from mpbench.data.base import DataInfo, Dataset
 from mpbench.optim import lr_at
@@ -35,9 +38,12 @@ from models.blocks import EvalTotals
 
 @dataclass
 class TrainOutcome:
-    status: str  # "ok" or "diverged"
+    status: str  # "ok", "diverged", or "interrupted" (SIGTERM: stopped, checkpointed if it can be)
     steps_completed: int
     diverged_at: int | None = None
+    interrupted_at: int | None = None
+    checkpointed_at: int | None = None  # the last checkpoint this run wrote
+    resumed_from: int | None = None  # the checkpoint step this run started from
     step_times_s: list[float] = field(default_factory=list)
     final: dict = field(default_factory=dict)
 
@@ -50,6 +56,20 @@ class _StepInFlight:
     lr: float
     started: float
     loss: Pending
+
+
+@dataclass
+class Checkpointing:
+    """Where and when this worker checkpoints, and whether it continues from one."""
+
+    run_dir: Path | None = None
+    every: int = 0  # steps between checkpoints; 0: only when stopped by SIGTERM
+    possible: bool = False  # the algorithm captures its state (Algorithm.checkpoint_gap is None)
+    resume_state: dict | None = None  # this worker's state from the checkpoint to continue from
+    stop_requested: Callable[[], bool] = lambda: False  # set by SIGTERM
+
+    def due(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
 
 
 class InjectedFault(RuntimeError):
@@ -87,7 +107,7 @@ class Trainer:
     def __init__(self, algorithm: Algorithm, data: Dataset, worker: Worker, *,
                  optimizer: OptimizerSpec, steps: int, batch_size: int, eval_every: int,
                  eval_batches: int, metrics_sink=None, fault: FaultSpec | None = None,
-                 progress: bool = False):
+                 progress: bool = False, checkpoints: Checkpointing | None = None):
         self.algorithm = algorithm
         self.data = data
         self.worker = worker
@@ -98,6 +118,8 @@ class Trainer:
         self.sink = metrics_sink  # worker 0 only
         self.fault = fault if fault is not None and fault.rank == worker.rank else None
         self.progress = progress
+        self.checkpoints = checkpoints or Checkpointing()
+        self.stop_agreed = False  # some worker was asked to stop (SIGTERM); all learn it at the same step
         self.step = 0  # steps whose training iteration is done; read by the worker's failure report
         self.eval_set = [(to_device(x, worker.device, worker.dtype), to_device(y, worker.device, worker.dtype))
                          for x, y in data.eval_batches(batch_size, eval_batches)]
@@ -105,7 +127,8 @@ class Trainer:
     def _start_global_loss(self, share: StepLoss | None) -> Pending:
         """Start summing (mean * rows, rows) over workers; the mean is sum / rows when done."""
         weighted = (share.mean * share.rows, share.rows) if share is not None else (0.0, 0)
-        buf = torch.tensor(weighted, dtype=torch.float64, device=self.worker.device)
+        stop = 1.0 if self.checkpoints.stop_requested() else 0.0  # rides on the reduction every step has
+        buf = torch.tensor((*weighted, stop), dtype=torch.float64, device=self.worker.device)
         return self.worker.transport.start_all_reduce(buf, count=False)
 
     def _evaluate(self) -> dict:
@@ -131,12 +154,15 @@ class Trainer:
         device, dtype = self.worker.device, self.worker.dtype
         rows = self.algorithm.batch_rows(self.batch_size)
         outcome = TrainOutcome("ok", 0)
-        bar = tqdm(total=self.steps, disable=not self.progress, desc="train", unit="step",
-                   dynamic_ncols=True, leave=True)
         last_eval: dict = {}
         loss = float("nan")
+        first = 1
+        if self.checkpoints.resume_state is not None:
+            first, last_eval, loss = self._restore(self.checkpoints.resume_state, outcome)
+        bar = tqdm(total=self.steps, initial=first - 1, disable=not self.progress, desc="train", unit="step",
+                   dynamic_ncols=True, leave=True)
         unfinished: _StepInFlight | None = None  # the previous step, its loss still being reduced
-        for step in range(1, self.steps + 1):
+        for step in range(first, self.steps + 1):
             lr = lr_at(step - 1, self.steps, self.optimizer)
             started = time.perf_counter()
             inputs = targets = None
@@ -169,11 +195,56 @@ class Trainer:
                 self._record(row, flush=True)  # metrics.jsonl is rewritten at each eval
                 bar.set_postfix(loss=f"{loss:.3f}", eval=f"{last_eval['eval_loss']:.3f}")
                 bar.update(1)
+            if step == self.steps:
+                break
+            stop = self.stop_agreed  # the same on every worker: it came with a reduced loss
+            if stop or self.checkpoints.due(step):
+                if unfinished is not None:  # a checkpoint is taken between steps: finish this one
+                    row = self._finish_step(unfinished, outcome, ended=None)
+                    unfinished = None
+                    if row is None:
+                        break
+                    loss = row["train_loss"]
+                    bar.update(1)
+                if self.checkpoints.possible:
+                    self._save_checkpoint(step, outcome, last_eval, loss)
+                if stop:
+                    outcome.status, outcome.interrupted_at = "interrupted", step
+                    break
         bar.close()
         outcome.final = {"train_loss": loss, **last_eval}
         if self.sink is not None:
             self.sink.flush()
         return outcome
+
+    def _save_checkpoint(self, step: int, outcome: TrainOutcome, last_eval: dict, loss: float) -> None:
+        """Every worker saves its state at the end of `step`; rank 0 then marks it complete."""
+        state = {"step": step, "algorithm": self.algorithm.training_state(), "rng": torch.get_rng_state(),
+                 "step_times": list(outcome.step_times_s), "last_eval": last_eval, "loss": loss}
+        if self.worker.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.worker.device)
+        if self.sink is not None:
+            self.sink.flush()
+            state["metrics"] = list(self.sink.file.rows)
+        run_dir = self.checkpoints.run_dir
+        save_worker_state(run_dir, step, self.worker.rank, state)
+        self.worker.transport.all_reduce(torch.zeros(1, device=self.worker.device), count=False)  # all saved
+        if self.worker.rank == 0:
+            mark_complete(run_dir, step)
+        outcome.checkpointed_at = step
+
+    def _restore(self, state: dict, outcome: TrainOutcome) -> tuple[int, dict, float]:
+        """Continue from a checkpoint: the algorithm's state, RNG, timings and metrics so far."""
+        self.algorithm.load_training_state(state["algorithm"])
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.worker.device)
+        if self.sink is not None:
+            self.sink.file.rows = list(state["metrics"])
+        outcome.step_times_s = list(state["step_times"])
+        outcome.steps_completed = self.step = state["step"]
+        outcome.resumed_from = state["step"]
+        return state["step"] + 1, state["last_eval"], state["loss"]
 
     def _finish_step(self, step: _StepInFlight, outcome: TrainOutcome, ended: float | None,
                      record: bool = True) -> dict | None:
@@ -183,6 +254,7 @@ class Trainer:
         """
         total = step.loss.wait()
         loss = (total[0] / total[1]).item()
+        self.stop_agreed = self.stop_agreed or total[2].item() > 0
         elapsed = (ended if ended is not None else time.perf_counter()) - step.started
         outcome.step_times_s.append(elapsed)
         outcome.steps_completed = step.step

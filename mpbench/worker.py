@@ -9,6 +9,7 @@ the rank and step where a failure started.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -26,12 +27,13 @@ from tqdm import tqdm
 from algorithms import ALGORITHMS
 from models import build_model, describe
 from mpbench.algorithm import Worker
+from mpbench.checkpoints import latest_complete_step, load_worker_state
 from mpbench.config import RunSpec
 from mpbench.data import load_dataset
 from mpbench.metrics_log import MetricsLog
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
-from mpbench.trainer import Trainer, peak_memory_bytes, timing_summary, to_device
+from mpbench.trainer import Checkpointing, Trainer, peak_memory_bytes, timing_summary, to_device
 from mpbench.transport import Transport
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -74,6 +76,10 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rend
     summary there) and ends the process with exit status 0, or 1 if it failed.
     """
     configure_threads(topology.threads_per_worker)
+    # SIGTERM (a cluster's preemption notice) asks for a clean stop: the workers agree on a step,
+    # checkpoint there and exit. The launcher kills survivors of a failure with SIGKILL instead.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # One progress bar per process needs no cross-process lock; tqdm's default one is a semaphore
     # that exit_now() would leave to the parent's resource tracker to clean up.
     tqdm.set_lock(threading.RLock())
@@ -88,7 +94,7 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rend
             run_dir = Path(shared[0])
         transport = Transport(rank, topology.workers, spec.timeout_s)
         worker = Worker(rank, topology.workers, device, DTYPES[spec.dtype], transport)
-        report = _train(spec, worker, run_dir, config, progress)
+        report = _train(spec, worker, run_dir, config, progress, stop.is_set)
         atomic_write_json(worker_report_path(run_dir, rank), {**report, "started_at": started, "time": time.time()})
         # Every report is on disk before any worker leaves (torchrun's rank 0 merges them next).
         transport.all_reduce(torch.zeros(1, device=device), count=False)
@@ -115,7 +121,8 @@ def _device_of(rank: int, topology: Topology) -> torch.device:
     return device
 
 
-def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress: list) -> dict:
+def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress: list,
+           stop_requested: Callable[[], bool]) -> dict:
     """Build this worker's data, model and algorithm, train, and return its report."""
     rank, device, dtype = worker.rank, worker.device, worker.dtype
     data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
@@ -126,10 +133,16 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
     algorithm = ALGORITHMS[spec.algorithm][1](model, worker, spec.optimizer, spec.algorithm_settings,
                                               example_inputs)
     metrics = MetricsLog(run_dir, spec.logger, run_dir.name, config) if rank == 0 else None
+    # run.py has checked the checkpoint (and removed any of another run) before the workers started.
+    resume_step = latest_complete_step(run_dir) if spec.resume else None
+    checkpoints = Checkpointing(
+        run_dir=run_dir, every=spec.checkpoint_every, stop_requested=stop_requested,
+        possible=ALGORITHMS[spec.algorithm][1].checkpoint_gap(spec.algorithm_settings) is None,
+        resume_state=load_worker_state(run_dir, resume_step, rank) if resume_step is not None else None)
     trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=spec.steps,
                       batch_size=spec.batch_size, eval_every=spec.eval_every,
                       eval_batches=spec.eval_batches, metrics_sink=metrics, fault=spec.fault,
-                      progress=rank == 0)
+                      progress=rank == 0, checkpoints=checkpoints)
     progress.append(trainer)
     outcome = trainer.run()
     if spec.save_weights:
@@ -140,7 +153,9 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         os.replace(partial, weights)  # atomic: never a half-written weights file
     report = {
         "rank": rank, "status": outcome.status, "steps_completed": outcome.steps_completed,
-        "diverged_at_step": outcome.diverged_at, "peak_memory_bytes": peak_memory_bytes(device),
+        "diverged_at_step": outcome.diverged_at, "interrupted_at_step": outcome.interrupted_at,
+        "checkpointed_at_step": outcome.checkpointed_at, "resumed_from_step": outcome.resumed_from,
+        "peak_memory_bytes": peak_memory_bytes(device),
         "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.summary(),
     }
     if rank == 0:

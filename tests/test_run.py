@@ -163,4 +163,4 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path):
         time.sleep(0.2)
     assert _processes_in_group(process.pid) == []
     summary = read_summary(run_dir)
-    assert summary["status"] == "failed" and "interrupted" in summary["reason"]
+    assert summary["status"] == "interrupted" and "SIGINT" in summary["reason"]

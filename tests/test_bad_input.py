@@ -1,4 +1,5 @@
-"""Bad input through run.py: one line naming the key or file, exit code 2, no record claiming success."""
+"""The catalogue of bad input through run.py: config keys, files and the environment. Each gives
+one line naming the key or file and what is valid, exit code 2, and no record claiming success."""
 
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ CASES = {
     "sub-model past the last critic": (["algorithm=sub_model_backprop", "algorithm.groups=2", "algorithm.sub_model=2"],
                                        "sub_model"),
     "sub-model without its split": (["algorithm=sub_model_backprop"], "algorithm.groups"),
+    "negative checkpoint interval": (["checkpoint_every=-1"], "checkpoint_every"),
+    "resume not a boolean": (["resume=maybe"], "resume"),
+    "checkpoints of an algorithm that cannot take them": (["algorithm=ddg", "gpus=2", "checkpoint_every=2"],
+                                                         "checkpoint_every"),
 }
 
 
@@ -88,3 +93,41 @@ def test_unknown_key_lists_the_keys_of_the_chosen_option(tmp_path):
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["error: unknown config key 'dataset.seq_len'; valid keys of dataset fashion_mnist: name"]
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli([*TINY, "checkpoint_every=2", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode == 0
+    (run_dir / "summary.json").unlink()  # as if the run had been killed after its checkpoint
+    checkpoint = run_dir / "checkpoints" / "step2" / "rank0.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    result = run_cli([*TINY, "checkpoint_every=2", "resume=true", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(checkpoint) in lines[0] and "resume=true" in lines[0], result.stderr
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_results_dir_that_cannot_be_written_names_it(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    result = run_cli([*TINY, f"hydra.run.dir={blocker / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(blocker) in lines[0] and "hydra.run.dir" in lines[0], result.stderr
+
+
+def test_corrupt_dataset_file_names_it(tmp_path, shared_data_dir):
+    data = tmp_path / "data"
+    (data / "ptb").mkdir(parents=True)
+    for source in (shared_data_dir / "ptb").iterdir():
+        (data / "ptb" / source.name).write_bytes(source.read_bytes())
+    train = next(p for p in (data / "ptb").iterdir() if "train" in p.name)
+    raw = bytearray(train.read_bytes())
+    raw[1000] ^= 0xFF
+    train.write_bytes(bytes(raw))
+    result = run_cli([*TINY, "dataset=ptb", f"data_dir={data}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and train.name in lines[0], result.stderr
+    assert not (tmp_path / "run" / "summary.json").exists()
