@@ -96,7 +96,7 @@ def test_workers_equal_the_emulation(algorithm, model, N, extra, tmp_path, env):
         assert all(got[k] == want[k] for k in extras) and len(got["sub_model_accuracy"]) == N - 1
 
 
-@pytest.mark.parametrize("model", ["mlp", "gpt"])
+@pytest.mark.parametrize("model", ["mlp"])  # GPT's N=1 path is the same code; its K=1 is tested for ddg
 def test_one_group_is_backprop_bit_for_bit(model, tmp_path, env):
     reference = merged_weights(train_run(tmp_path, "backprop", [*COMMON, *MODELS[model], "algorithm=backprop",
                                                                 "gpus=1"], env), 1)
