@@ -11,6 +11,10 @@ algorithms whose workers overlap consecutive steps (the stale-gradient family). 
 iteration is therefore worker 0's loop period: from the start of step t to the start of step
 t+1 (on an evaluation step and the last step: until its loss is known to all workers). It
 excludes evaluation.
+
+Checkpoints (`Checkpointing`) are taken between steps, after the step's loss is known: every
+`every` steps, and at the step at which the workers learn that one of them got SIGTERM. That news
+rides on the loss reduction as a third number, so every worker stops after the same step.
 """
 
 from __future__ import annotations
