@@ -309,6 +309,19 @@ class Pipeline(Algorithm):
                 for s in self.stage_modules for i in self.stage_blocks[s]
                 for name, value in self.model.blocks[i].state_dict().items()}
 
+    @classmethod
+    def checkpoint_gap(cls, settings) -> None:
+        return None  # every step ends in a flush: nothing is in flight between steps
+
+    def training_state(self) -> dict:
+        return {"stages": {str(s): m.state_dict() for s, m in self.stage_modules.items()},
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        for s, module in self.stage_modules.items():
+            module.load_state_dict(state["stages"][str(s)])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def summary(self) -> dict:
         steady_steps = slice(1, None) if len(self.step_seconds) > 2 else slice(None)
         step, compute = sum(self.step_seconds[steady_steps]), sum(self.compute_seconds[steady_steps])
