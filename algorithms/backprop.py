@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.algorithm import (Algorithm, StepLoss, Worker, load_module_and_optimizer_state,
+                               module_and_optimizer_state)
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import clip_gradients, make_optimizer, set_lr
@@ -49,11 +50,10 @@ class Backprop(Algorithm):
         return None
 
     def training_state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return module_and_optimizer_state(self.model, self.optimizer)
 
     def load_training_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_module_and_optimizer_state(self.model, self.optimizer, state)
 
     def evaluate(self, batches) -> EvalTotals:
         return self.model.evaluate(batches)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.algorithm import (Algorithm, StepLoss, Worker, load_module_and_optimizer_state,
+                               module_and_optimizer_state)
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import clip_gradients, make_optimizer, set_lr
@@ -70,11 +71,10 @@ class DataParallel(Algorithm):
         return None
 
     def training_state(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}  # replicas agree
+        return module_and_optimizer_state(self.model, self.optimizer)
 
     def load_training_state(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_module_and_optimizer_state(self.model, self.optimizer, state)
 
     def evaluate(self, batches) -> EvalTotals:
         # Replicas are identical: each evaluates every N-th batch and the trainer sums the totals.

@@ -72,7 +72,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.algorithm import (Algorithm, StepLoss, Worker, load_module_and_optimizer_state,
+                               module_and_optimizer_state)
 from mpbench.balance import check_balance, check_split, stage_sizes
 from mpbench.channels import RemoteChannel
 from mpbench.config import OptimizerSpec, RunSpec
@@ -904,11 +905,10 @@ class SubModelBackprop(Algorithm):
         return None
 
     def training_state(self) -> dict:
-        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return module_and_optimizer_state(self.net, self.optimizer)
 
     def load_training_state(self, state: dict) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_module_and_optimizer_state(self.net, self.optimizer, state)
 
     def summary(self) -> dict:
         return {"sub_model": self.settings.sub_model, "groups": self.settings.num_groups,

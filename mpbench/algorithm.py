@@ -109,3 +109,13 @@ class Algorithm(ABC):
     def load_training_state(self, state: dict) -> None:
         """Restore what `training_state` returned (on a freshly built algorithm)."""
         raise NotImplementedError
+
+
+def module_and_optimizer_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The whole training state of an algorithm that is one module and one optimizer."""
+    return {"model": module.state_dict(), "optimizer": optimizer.state_dict()}
+
+
+def load_module_and_optimizer_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    module.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])

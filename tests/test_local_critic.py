@@ -352,3 +352,13 @@ def test_the_order_of_the_optimizer_steps_does_not_matter(algorithm):
     for y in torch.randint(0, 3, (4, 8), generator=torch.Generator().manual_seed(1)):
         run.train_step(x, y, adam.lr)
     assert all(torch.equal(run.model_state()[k], reference[k]) for k in reference)
+
+
+def test_critic_blocks_need_a_transformer():
+    """critic_blocks on a CNN or MLP is one line naming the key, before any worker starts."""
+    from algorithms.local_learning import check_critic_shape
+    from mpbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="critic_blocks=1 .* needs model gpt .got mlp"):
+        check_critic_shape("local_critic", LocalCriticSettings(critic_blocks=1), "mlp", N=2)
+    check_critic_shape("local_critic", LocalCriticSettings(critic_blocks=1), "gpt", N=2)  # fine
