@@ -43,6 +43,12 @@ Choices where the spec is silent (also in the README):
   possible before its step.
 - R replays a module with the RNG state of its original forward (same dropout masks) and
   restores the BatchNorm statistics afterwards, so they are updated once per batch.
+- Checkpoints (`checkpoint_every`, SIGTERM): a worker's state holds, besides weights and
+  optimizers, each batch still owed a backward as its input, the RNG state of its forward and,
+  under S, its stashed weights; loading runs those forwards again, which rebuilds the very graphs
+  the uninterrupted run would have used. The errors sent in a step for the next step's delayed
+  backwards are received at the checkpoint and saved with it. H is not checkpointed: its graphs
+  hold activations computed with weights that it no longer keeps.
 
 Runtimes: `distributed` runs the workers; `emulated` runs in one process: S as the FIFO of
 gradient blocks (spec §6: one ordinary backward per step, module k's block delayed by K-k steps),
@@ -140,9 +146,9 @@ class Record:
     """What a module keeps of one batch until that batch's backward."""
 
     input: torch.Tensor  # the module's input (a leaf requiring grad, unless token ids or data)
+    rng: tuple  # the RNG state before the forward: R replays with it, and so does a resumed S
     output: torch.Tensor | None = None  # S, H and the fresh module: the output, with its graph
     leaves: dict[str, torch.Tensor] | None = None  # the tensors that graph used as weights
-    rng: tuple | None = None  # R: the RNG state of the forward, for an identical replay
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -179,15 +185,16 @@ class DelayedModule:
         started = time.perf_counter()
         if x.is_floating_point() and self.index > 0:
             x = x.detach().requires_grad_(True)
+        rng = rng_state(x.device)
         if self.semantics == "R":
-            record = Record(x.detach(), rng=rng_state(x.device))
+            record = Record(x.detach(), rng)
             with torch.no_grad():
                 out = self.net(x)
             saved = 0
         else:
             leaves = self._weights()
             saved, out = self._counting_saved(lambda: functional_call(self.net, leaves, (x,)), leaves)
-            record = Record(x, out, leaves)
+            record = Record(x, rng, out, leaves)
         if self.saved_elements_per_batch is None:
             self.saved_elements_per_batch = saved
             self.input_elements_per_batch = x.numel()
@@ -257,18 +264,62 @@ class DelayedModule:
         state of the original forward; BatchNorm statistics are left as that forward set them."""
         x = record.input.detach().requires_grad_(record.input.is_floating_point() and self.index > 0)
         record.input = x
+        return self._rerun(x, record.rng, lambda: self.net(x)), self.params
+
+    def _rerun(self, x: torch.Tensor, rng: tuple, forward: Callable) -> torch.Tensor:
+        """`forward()` again, as the original forward of `x` ran: with its RNG state (the same
+        dropout masks), and leaving the BatchNorm statistics as they are (updated once per batch)."""
         buffers = [b.clone() for b in self.net.buffers()]
-        cpu_state, cuda_state = record.rng
+        cpu_state, cuda_state = rng
         devices = [x.device] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.set_rng_state(cpu_state)
             if cuda_state is not None:
                 torch.cuda.set_rng_state(cuda_state, x.device)
-            out = self.net(x)
+            out = forward()
         with torch.no_grad():
             for live, before in zip(self.net.buffers(), buffers):
                 live.copy_(before)
-        return out, self.params
+        return out
+
+    # A checkpoint keeps, per batch still owed a backward, its input and RNG state and, under S,
+    # its stashed weights; loading runs that forward again, which rebuilds the same graph. H
+    # cannot be captured: its graph holds activations of weights it no longer has.
+
+    def pending_state(self) -> list[dict]:
+        if self.semantics == "H" and self.pending:
+            raise RuntimeError("semantics H cannot be checkpointed (StaleGradient.checkpoint_gap)")
+        entries = []
+        for record in self.pending:
+            entry = {"input": record.input.detach(), "rng": record.rng}
+            if self.semantics == "S":
+                entry["stash"] = {n: t.detach() for n, t in record.leaves.items()}
+            entries.append(entry)
+        return entries
+
+    def load_pending(self, entries: list[dict], device: torch.device) -> None:
+        self.pending.clear()
+        for entry in entries:
+            x = entry["input"].to(device)
+            if self.semantics == "R":
+                self.pending.append(Record(x, entry["rng"]))
+                continue
+            x.requires_grad_(x.is_floating_point() and self.index > 0)
+            leaves = {n: entry["stash"][n].to(device).requires_grad_(p.requires_grad)
+                      for n, p in self.params.items()}
+            out = self._rerun(x, entry["rng"], lambda: functional_call(self.net, leaves, (x,)))
+            self.pending.append(Record(x, entry["rng"], out, leaves))
+
+    def counters(self) -> dict:
+        """The facts a resumed run carries on (`facts` reports them)."""
+        return {"stored_batches_peak": self.stored_batches_peak,
+                "saved_elements_per_batch": self.saved_elements_per_batch,
+                "input_elements_per_batch": self.input_elements_per_batch}
+
+    def load_counters(self, counters: dict) -> None:
+        self.stored_batches_peak = counters["stored_batches_peak"]
+        self.saved_elements_per_batch = counters["saved_elements_per_batch"]
+        self.input_elements_per_batch = counters["input_elements_per_batch"]
 
     def facts(self) -> dict:
         return {"module": self.index, "delay": self.delay, "semantics": self.semantics,
@@ -322,6 +373,16 @@ class ModuleOptimizers:
             set_lr(optimizer, lr)
             optimizer.step()
 
+    def state_dict(self) -> dict:
+        return {"modules": {str(k): o.state_dict() for k, o in self.modules.items()},
+                "ties": [o.state_dict() for o in self.ties]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, optimizer in self.modules.items():
+            optimizer.load_state_dict(state["modules"][str(k)])
+        for optimizer, saved in zip(self.ties, state["ties"]):
+            optimizer.load_state_dict(saved)
+
 
 # ---- the per-worker loop (distributed, and the serialised emulation of H and R) -----------
 
@@ -369,6 +430,7 @@ class DecoupledWorker:
         self.iteration = 0
         self.step_seconds: list[float] = []
         self.compute_seconds: list[float] = []
+        self.errors_ahead: dict[int, torch.Tensor] = {}  # module -> its next error, taken early
 
     def _channel(self, src: int, dst: int, tag: int, shape) -> Channel | None:
         me = self.worker.rank
@@ -435,7 +497,7 @@ class DecoupledWorker:
         gradients by parameter (tied tensors' parts go to `tie_parts`) and the loss."""
         module = self.modules[k]
         fresh = k == self.K - 1
-        grad_output = None if fresh else self.errors[k].take()
+        grad_output = None if fresh else (self.errors_ahead.pop(k) if k in self.errors_ahead else self.errors[k].take())
         loss_of = (lambda out: self.model.loss(out, targets)) if fresh else None
         on_gradient = {t.name_in_module[k]: self._sender(t) for t in self.tied if k in t.name_in_module and t.outgoing}
         grads, input_grad, loss = module.backward(grad_output, loss_of, on_gradient)
@@ -461,6 +523,33 @@ class DecoupledWorker:
             for m, channel in t.incoming.items():
                 if self.iteration >= delay_of_module(m, self.K):
                     tie_parts[i][m] = channel.take()
+
+    def training_state(self) -> dict:
+        """This worker's state between two steps: weights, optimizers, the batches its modules
+        still owe a backward, and the errors for the next step's delayed backwards. Those
+        errors were sent in this step and cross the step boundary, so they are received now
+        (and kept for that backward)."""
+        for k, module in self.modules.items():
+            if k != self.K - 1 and module.owes_backward(self.iteration) and k not in self.errors_ahead:
+                self.errors_ahead[k] = self.errors[k].take()
+        return {"iteration": self.iteration,
+                "modules": {str(k): m.net.state_dict() for k, m in self.modules.items()},
+                "pending": {str(k): m.pending_state() for k, m in self.modules.items()},
+                "counters": {str(k): m.counters() for k, m in self.modules.items()},
+                "optimizers": self.optimizers.state_dict(),
+                "errors_ahead": {str(k): e for k, e in self.errors_ahead.items()},
+                "step_seconds": self.step_seconds, "compute_seconds": self.compute_seconds}
+
+    def load_training_state(self, state: dict) -> None:
+        device = self.worker.device
+        for k, module in self.modules.items():
+            module.net.load_state_dict(state["modules"][str(k)])
+            module.load_pending(state["pending"][str(k)], device)
+            module.load_counters(state["counters"][str(k)])
+        self.optimizers.load_state_dict(state["optimizers"])
+        self.errors_ahead = {int(k): e.to(device) for k, e in state["errors_ahead"].items()}
+        self.iteration = state["iteration"]
+        self.step_seconds, self.compute_seconds = list(state["step_seconds"]), list(state["compute_seconds"])
 
     def evaluate(self, batches) -> EvalTotals:
         stages = {k: m.net for k, m in self.modules.items()}
@@ -530,6 +619,22 @@ class GradientFifo:
         self.optimizers.step(lr, {k: block for k, (block, _) in due.items()}, tie_parts)
         return StepLoss(loss.item(), len(targets))
 
+    def training_state(self) -> dict:
+        """Weights, optimizers and the gradient blocks not yet applied (by position in the
+        module's parameter list; a tied tensor's parts by use)."""
+        queues = [[{"block": [block[p] for p in self.own[k]], "parts": parts} for block, parts in queue]
+                  for k, queue in enumerate(self.queues)]
+        return {"model": self.model.state_dict(), "optimizers": self.optimizers.state_dict(), "queues": queues}
+
+    def load_training_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizers.load_state_dict(state["optimizers"])
+        device = next(self.model.parameters()).device
+        move = (lambda g: None if g is None else g.to(device))
+        self.queues = [deque(({p: move(g) for p, g in zip(self.own[k], entry["block"])},
+                              [{n: move(g) for n, g in by_name.items()} for by_name in entry["parts"]])
+                             for entry in saved) for k, saved in enumerate(state["queues"])]
+
     def evaluate(self, batches) -> EvalTotals:
         return self.model.evaluate(batches)
 
@@ -584,6 +689,18 @@ class StaleGradient(Algorithm):
             self.engine = DecoupledWorker(model, worker, optimizer, settings.semantics, example_inputs,
                                           blocks_of_module, owner)
         self.K = K
+
+    @classmethod
+    def checkpoint_gap(cls, settings: StaleGradientSettings) -> str | None:
+        if settings.semantics == "H":
+            return "semantics H keeps graphs whose activations came from weights it no longer holds"
+        return None
+
+    def training_state(self) -> dict:
+        return self.engine.training_state()
+
+    def load_training_state(self, state: dict) -> None:
+        self.engine.load_training_state(state)
 
     def batch_rows(self, batch_size: int) -> slice | None:
         return self.engine.batch_rows(batch_size)

@@ -21,7 +21,7 @@ from mpbench.errors import ConfigError
 
 DTYPES = ("float32", "float64", "bfloat16")
 DEVICES = ("auto", "cpu", "cuda")
-FAULT_KINDS = ("raise", "exit", "nan_loss")
+FAULT_KINDS = ("raise", "exit", "nan_loss", "nan_gradient")
 
 
 def settings_from(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -124,7 +124,8 @@ class LoggerSpec:
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """Test hook: make worker `rank` fail at `step` ("raise", "exit" hard, or a NaN loss: "nan_loss")."""
+    """Test hook: make worker `rank` fail at `step`: "raise", "exit" (hard), "nan_loss" (its loss
+    share is NaN) or "nan_gradient" (every gradient its optimizers apply in that step is NaN)."""
 
     rank: int = 0
     step: int = 0

@@ -118,8 +118,8 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
                     launcher_error: str | None = None, crashed_rank: int | None = None) -> dict:
     """Merge the workers' reports into one record of the run.
 
-    Status: `failed` if any worker failed or left no report, else `diverged` if the loss became
-    non-finite, else `ok`.
+    Status: `failed` if any worker failed or left no report, else `diverged` if the loss or some
+    worker's weights became non-finite, else `ok`.
     """
     reports = {}
     for rank in range(topology.workers):
@@ -155,7 +155,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
         rank0 = reports[0]
         if rank0["status"] == "diverged":
             summary.update(status="diverged", diverged_at_step=rank0["diverged_at_step"],
-                           reason=f"non-finite training loss at step {rank0['diverged_at_step']}")
+                           reason=rank0["diverged_reason"])
         elif rank0["status"] == "interrupted":
             step, saved = rank0["interrupted_at_step"], rank0.get("checkpointed_at_step")
             resume = (f"checkpoint at step {saved}: run it again with resume=true" if saved == step

@@ -15,10 +15,17 @@ excludes evaluation.
 Checkpoints (`Checkpointing`) are taken between steps, after the step's loss is known: every
 `every` steps, and at the step at which the workers learn that one of them got SIGTERM. That news
 rides on the loss reduction as a third number, so every worker stops after the same step.
+
+Divergence: a step whose global loss is non-finite, or after which some worker's weights are (a
+non-finite gradient or update was applied), ends the run as `diverged` at that step. Each worker
+checks its own weights after its iteration and sends the verdict in its slot of the same
+reduction; checking the weights finds every non-finite gradient that an optimizer applied, in
+whatever way an algorithm computes and applies its gradients.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 from tqdm import tqdm
 
 from mpbench.algorithm import Algorithm, StepLoss, Worker
@@ -45,6 +53,7 @@ class TrainOutcome:
     status: str  # "ok", "diverged", or "interrupted" (SIGTERM: stopped, checkpointed if it can be)
     steps_completed: int
     diverged_at: int | None = None
+    diverged_reason: str | None = None  # what was non-finite: the loss, or which workers' weights
     interrupted_at: int | None = None
     checkpointed_at: int | None = None  # the last checkpoint this run wrote
     resumed_from: int | None = None  # the checkpoint step this run started from
@@ -78,6 +87,34 @@ class Checkpointing:
 
 class InjectedFault(RuntimeError):
     """Raised by the fault-injection test hook (config key `fault`)."""
+
+
+@contextlib.contextmanager
+def gradients_made_nan():
+    """The test hook's `nan_gradient`: while inside, every optimizer step in this process applies
+    NaN gradients (a process-wide optimizer hook, removed on leaving; a worker is one process)."""
+    def poison(optimizer, args, kwargs):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+    handle = register_optimizer_step_pre_hook(poison)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Whether a floating tensor of `state` holds an inf or a NaN (0-dim bool tensor, no sync).
+
+    One sum per tensor: a sum is non-finite iff a summand is, or if it overflows, which only
+    weights beyond ~1e38 / numel (float32) can make happen.
+    """
+    sums = [t.sum() for t in state.values() if t.is_floating_point()]
+    if not sums:
+        return torch.tensor(False)
+    return ~torch.stack(sums).isfinite().all()
 
 
 def to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -129,10 +166,16 @@ class Trainer:
                          for x, y in data.eval_batches(batch_size, eval_batches)]
 
     def _start_global_loss(self, share: StepLoss | None) -> Pending:
-        """Start summing (mean * rows, rows) over workers; the mean is sum / rows when done."""
+        """Start summing (mean * rows, rows) over workers; the mean is sum / rows when done.
+
+        Riding on the same reduction: whether a worker was asked to stop, and per worker whether
+        its weights are non-finite after this iteration (slot 3 + rank).
+        """
         weighted = (share.mean * share.rows, share.rows) if share is not None else (0.0, 0)
-        stop = 1.0 if self.checkpoints.stop_requested() else 0.0  # rides on the reduction every step has
-        buf = torch.tensor((*weighted, stop), dtype=torch.float64, device=self.worker.device)
+        stop = 1.0 if self.checkpoints.stop_requested() else 0.0
+        buf = torch.zeros(3 + self.worker.world_size, dtype=torch.float64, device=self.worker.device)
+        buf[:3] = torch.tensor((*weighted, stop), dtype=torch.float64)
+        buf[3 + self.worker.rank] = non_finite(self.algorithm.model_state()).to(buf.device, torch.float64)
         return self.worker.transport.start_all_reduce(buf, count=False)
 
     def _evaluate(self) -> dict:
@@ -152,7 +195,7 @@ class Trainer:
             raise InjectedFault(f"injected fault on rank {self.worker.rank} at step {step}")
         if self.fault.kind == "exit":
             os._exit(3)  # a hard crash: no exception, no report from this worker
-        return True
+        return self.fault.kind == "nan_loss"
 
     def run(self) -> TrainOutcome:
         device, dtype = self.worker.device, self.worker.dtype
@@ -174,7 +217,9 @@ class Trainer:
                 x, y = self.data.train_batch(step - 1, self.batch_size, rows)
                 inputs, targets = to_device(x, device, dtype), to_device(y, device, dtype)
             poison = self._inject_fault(step)
-            share = self.algorithm.train_step(inputs, targets, lr)
+            nan_gradient = self.fault is not None and self.fault.step == step and self.fault.kind == "nan_gradient"
+            with gradients_made_nan() if nan_gradient else contextlib.nullcontext():
+                share = self.algorithm.train_step(inputs, targets, lr)
             if poison and share is not None:
                 share = StepLoss(float("nan"), share.rows)
             self.step = step
@@ -259,12 +304,18 @@ class Trainer:
         total = step.loss.wait()
         loss = (total[0] / total[1]).item()
         self.stop_agreed = self.stop_agreed or total[2].item() > 0
+        non_finite_ranks = [rank for rank, flag in enumerate(total[3:].tolist()) if flag > 0]
         elapsed = (ended if ended is not None else time.perf_counter()) - step.started
         outcome.step_times_s.append(elapsed)
         outcome.steps_completed = step.step
         row = {"step": step.step, "train_loss": loss, "lr": step.lr, "step_time_s": elapsed}
-        if not math.isfinite(loss):
+        if not math.isfinite(loss) or non_finite_ranks:
             outcome.status, outcome.diverged_at = "diverged", step.step
+            causes = [f"non-finite training loss at step {step.step}"] if not math.isfinite(loss) else []
+            if non_finite_ranks:
+                causes.append(f"non-finite weights on rank {', '.join(map(str, non_finite_ranks))} after step "
+                              f"{step.step} (a non-finite gradient or update was applied)")
+            outcome.diverged_reason = "; ".join(causes)
             self._record(row, flush=True)
             return None
         if record:

@@ -153,7 +153,8 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         os.replace(partial, weights)  # atomic: never a half-written weights file
     report = {
         "rank": rank, "status": outcome.status, "steps_completed": outcome.steps_completed,
-        "diverged_at_step": outcome.diverged_at, "interrupted_at_step": outcome.interrupted_at,
+        "diverged_at_step": outcome.diverged_at, "diverged_reason": outcome.diverged_reason,
+        "interrupted_at_step": outcome.interrupted_at,
         "checkpointed_at_step": outcome.checkpointed_at, "resumed_from_step": outcome.resumed_from,
         "peak_memory_bytes": peak_memory_bytes(device),
         "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.summary(),

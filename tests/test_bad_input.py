@@ -53,7 +53,8 @@ CASES = {
     "sub-model without its split": (["algorithm=sub_model_backprop"], "algorithm.groups"),
     "negative checkpoint interval": (["checkpoint_every=-1"], "checkpoint_every"),
     "resume not a boolean": (["resume=maybe"], "resume"),
-    "checkpoints of an algorithm that cannot take them": (["algorithm=ddg", "gpus=2", "checkpoint_every=2"],
+    "checkpoints of an algorithm that cannot take them": (["algorithm=ddg", "algorithm.semantics=H", "gpus=2",
+                                                          "checkpoint_every=2"],
                                                          "checkpoint_every"),
 }
 

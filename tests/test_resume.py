@@ -2,7 +2,8 @@
 
 - A run killed mid-way and started again with resume=true continues from its last checkpoint and
   ends with the uninterrupted run's weights and losses, bit for bit (float64; backprop,
-  data_parallel, pipeline, local_critic; hypar shares pipeline's state code).
+  data_parallel, pipeline, local_critic, ddg; hypar shares pipeline's state code, features_replay
+  and ouroboros ddg's, and their one-process engines are checked in test_stale_gradient_rules.py).
 - A multirun started again with resume=true leaves finished runs alone and re-runs the others.
 - SIGTERM: the workers agree on a step, checkpoint there and exit; the run is `interrupted` and
   resumable. (Ctrl-C is tested in test_run.py.)
@@ -27,7 +28,9 @@ from tests.cli import REPO, TINY, merged_weights, read_metrics, read_summary, ru
 EXACT = ["dtype=float64", "steps=8", "eval_every=4", "save_weights=true"]
 ALGORITHMS = {"backprop": ["gpus=1"], "data_parallel": ["algorithm=data_parallel", "gpus=2"],
               "pipeline": ["algorithm=pipeline", "algorithm.schedule=1f1b", "gpus=2"],
-              "local_critic": ["algorithm=local_critic", "gpus=2"]}
+              "local_critic": ["algorithm=local_critic", "gpus=2"],
+              # dropout: the batches still owed a backward are rebuilt with their masks
+              "ddg": ["algorithm=ddg", "model.dropout=0.1", "gpus=2"]}
 
 
 def losses(run_dir: Path) -> list:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -92,6 +93,21 @@ def test_non_finite_loss_is_recorded_as_diverged(tmp_path):
     summary = read_summary(run_dir)
     assert summary["status"] == "diverged" and summary["diverged_at_step"] == 2
     assert [r["step"] for r in read_metrics(run_dir)] == [1, 2]
+    assert summary["reason"] == "non-finite training loss at step 2"
+
+
+def test_non_finite_gradient_is_recorded_as_diverged_at_its_step(tmp_path):
+    """A NaN gradient applied by rank 0 (module 1 of ddg, delay 1) at step 3: the loss of step 3
+    is still finite, the weights after it are not; the run stops there, naming the rank."""
+    run_dir = tmp_path / "run"
+    result = run_cli([*TINY, "steps=6", "algorithm=ddg", "gpus=2", "fault={rank:0,step:3,kind:nan_gradient}",
+                      f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_dir)
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == 3
+    assert summary["reason"].startswith("non-finite weights on rank 0 after step 3"), summary["reason"]
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3] and math.isfinite(rows[-1]["train_loss"])
 
 
 def test_torchrun_gives_one_run_directory(tmp_path):
