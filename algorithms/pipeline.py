@@ -333,6 +333,8 @@ class Pipeline(Algorithm):
             "analytic_bubble": analytic_bubble(self.settings.schedule, self.settings.stages_per_worker,
                                                self.num_ranks, self.m),
             "measured_bubble": 1 - compute / step if step > 0 else None,
+            "step_s_per_iter": step / len(self.step_seconds[steady_steps]) if step > 0 else None,
+            "compute_s_per_iter": compute / len(self.step_seconds[steady_steps]) if step > 0 else None,
             "pipeline_bytes_sent": self.clock.bytes_sent,
         }
         if self.profile is not None:

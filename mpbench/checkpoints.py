@@ -26,9 +26,9 @@ from omegaconf import OmegaConf
 from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_text, read_json
 
-# Keys that control how a run is executed, not what it computes: a run resumed with other values
-# of these is still the same run.
-RUN_CONTROL_KEYS = ("resume", "fault", "timeout_s", "checkpoint_every", "save_weights")
+# Keys that control how a run is executed or reported, not what it computes: a run resumed with
+# other values of these is still the same run.
+RUN_CONTROL_KEYS = ("resume", "fault", "timeout_s", "checkpoint_every", "save_weights", "report")
 
 
 class CheckpointError(ConfigError):

@@ -189,6 +189,20 @@ def _check_top_level(cfg: dict) -> None:
     timeout = cfg["timeout_s"]
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout!r}")
+    _check_report(cfg.get("report"))
+
+
+def _check_report(report: Any) -> None:
+    """The sweep report's keys, checked before any run starts rather than when the sweep ends."""
+    if report is None:
+        return
+    if not isinstance(report, dict) or set(report) - {"target", "target_margin"}:
+        raise ConfigError(f"report must be a mapping with keys target, target_margin; got {report!r}")
+    target, margin = report.get("target"), report.get("target_margin", 0.05)
+    if target is not None and (not isinstance(target, (int, float)) or isinstance(target, bool)):
+        raise ConfigError(f"report.target must be a number (the eval metric to reach) or null, got {target!r}")
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 1:
+        raise ConfigError(f"report.target_margin must be a fraction in [0, 1), got {margin!r}")
 
 
 def _directory(value: Any, key: str) -> Path | None:

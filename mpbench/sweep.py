@@ -1,8 +1,10 @@
-"""What a researcher sees when a multirun ends: one line per run and where the results are.
+"""What a researcher sees when a multirun ends: one line per run, the report, and where they are.
 
 A Hydra callback, configured in experiments/config.yaml. Runs that failed or diverged are listed,
-never dropped. The sweep exits with status 1 if any run failed, 2 if no point of the grid was
-valid, so scripts and CI notice.
+never dropped. The report (`analysis.report`, the same code as `python -m analysis.report <sweep
+dir>`) is written into <sweep dir>/report, and with logger=wandb also logged to wandb. The sweep
+exits with status 1 if any run failed, 2 if no point of the grid was valid, so scripts and CI
+notice.
 """
 
 from __future__ import annotations
@@ -33,7 +35,25 @@ class SweepSummary(Callback):
         counts = runs["status"].value_counts().to_dict()
         print("  " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
         print(f"results: {sweep_dir}  (load with analysis.load.load_runs)")
+        _write_report(config, sweep_dir)
         if counts.get("failed"):
             raise SystemExit(1)
         if counts.get("skipped") == len(runs):
             raise SystemExit(2)
+
+
+def _write_report(config: DictConfig, sweep_dir: Path) -> None:
+    from analysis.load import ResultsError
+    from analysis.report import build_report, log_to_wandb
+
+    settings = config.get("report") or {}
+    try:
+        report = build_report(sweep_dir, target=settings.get("target"), margin=settings.get("target_margin", 0.05))
+    except ResultsError as err:
+        print(f"report: not written: {err}")
+        return
+    for warning in report.warnings:
+        print(f"note: {warning}")
+    print(f"report: {report.page}")
+    if config.logger.name == "wandb":
+        log_to_wandb(report, project=config.logger.project, mode=config.logger.mode, name=f"report-{sweep_dir.name}")

@@ -57,7 +57,8 @@ class TrainOutcome:
     interrupted_at: int | None = None
     checkpointed_at: int | None = None  # the last checkpoint this run wrote
     resumed_from: int | None = None  # the checkpoint step this run started from
-    step_times_s: list[float] = field(default_factory=list)
+    step_times_s: list[float] = field(default_factory=list)  # worker 0's loop period per step
+    iteration_times_s: list[float] = field(default_factory=list)  # this worker's train_step, per step
     final: dict = field(default_factory=dict)
 
 
@@ -218,8 +219,10 @@ class Trainer:
                 inputs, targets = to_device(x, device, dtype), to_device(y, device, dtype)
             poison = self._inject_fault(step)
             nan_gradient = self.fault is not None and self.fault.step == step and self.fault.kind == "nan_gradient"
+            iteration_started = time.perf_counter()
             with gradients_made_nan() if nan_gradient else contextlib.nullcontext():
                 share = self.algorithm.train_step(inputs, targets, lr)
+            outcome.iteration_times_s.append(time.perf_counter() - iteration_started)
             if poison and share is not None:
                 share = StepLoss(float("nan"), share.rows)
             self.step = step
@@ -269,7 +272,8 @@ class Trainer:
     def _save_checkpoint(self, step: int, outcome: TrainOutcome, last_eval: dict, loss: float) -> None:
         """Every worker saves its state at the end of `step`; rank 0 then marks it complete."""
         state = {"step": step, "algorithm": self.algorithm.training_state(), "rng": torch.get_rng_state(),
-                 "step_times": list(outcome.step_times_s), "last_eval": last_eval, "loss": loss}
+                 "step_times": list(outcome.step_times_s), "iteration_times": list(outcome.iteration_times_s),
+                 "last_eval": last_eval, "loss": loss}
         if self.worker.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.worker.device)
         if self.sink is not None:
@@ -291,6 +295,7 @@ class Trainer:
         if self.sink is not None:
             self.sink.file.rows = list(state["metrics"])
         outcome.step_times_s = list(state["step_times"])
+        outcome.iteration_times_s = list(state["iteration_times"])
         outcome.steps_completed = self.step = state["step"]
         outcome.resumed_from = state["step"]
         return state["step"] + 1, state["last_eval"], state["loss"]
@@ -330,16 +335,19 @@ class Trainer:
             self.sink.flush()
 
 
-def timing_summary(step_times_s: list[float], batch_size: int, info: DataInfo) -> dict:
-    """Median time per iteration and the throughputs derived from it.
+def steady_median(times_s: list[float]) -> float | None:
+    """The median without the first step when there are more than two (it pays one-off costs:
+    allocator warm-up, DDP bucket set-up)."""
+    if not times_s:
+        return None
+    return statistics.median(times_s[1:] if len(times_s) > 2 else times_s)
 
-    The first step is left out of the median when there are more than two (it pays one-off
-    costs: allocator warm-up, DDP bucket set-up).
-    """
-    if not step_times_s:
+
+def timing_summary(step_times_s: list[float], batch_size: int, info: DataInfo) -> dict:
+    """Median time per iteration (`steady_median`) and the throughputs derived from it."""
+    median = steady_median(step_times_s)
+    if median is None:
         return {}
-    times = step_times_s[1:] if len(step_times_s) > 2 else step_times_s
-    median = statistics.median(times)
     record = {"time_per_iter_median_s": median, "samples_per_s": batch_size / median}
     if info.task == "lm":
         record["tokens_per_s"] = batch_size * info.input_shape[0] / median

@@ -33,7 +33,7 @@ from mpbench.data import load_dataset
 from mpbench.metrics_log import MetricsLog
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
-from mpbench.trainer import Checkpointing, Trainer, peak_memory_bytes, timing_summary, to_device
+from mpbench.trainer import Checkpointing, Trainer, peak_memory_bytes, steady_median, timing_summary, to_device
 from mpbench.transport import Transport
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -157,6 +157,7 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         "interrupted_at_step": outcome.interrupted_at,
         "checkpointed_at_step": outcome.checkpointed_at, "resumed_from_step": outcome.resumed_from,
         "peak_memory_bytes": peak_memory_bytes(device),
+        "iteration_s_median": steady_median(outcome.iteration_times_s),  # inside train_step: compute + waits
         "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.summary(),
     }
     if rank == 0:

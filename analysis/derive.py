@@ -1,0 +1,124 @@
+"""What the report computes from the records: speed-up, quality targets and time to target.
+
+- Speed-up of a run = time per iteration of its reference / its own, where the reference is the
+  `backprop` run on one worker of the same workload (`analysis.load.WORKLOAD_KEYS`: model, data,
+  batch, dtype, threads, device). Every run takes the same global batch per iteration, so this is
+  also the ratio of throughputs. Without a reference the speed-up is missing, and the report says so.
+- The quality metric is the task's eval metric: bits per character, else perplexity (lower is
+  better), else accuracy (higher is better).
+- Time to target (MLPerf-style): training time (sum of step times, evaluation excluded) and steps
+  until an evaluation first reaches the target. The target is the one given, else the reference's
+  final metric relaxed by `margin` (relative: x (1 + margin) for a lower-is-better metric,
+  x (1 - margin) for accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+METRICS = (("eval_bits_per_char", False), ("eval_perplexity", False), ("eval_accuracy", True))
+REFERENCE = ("backprop", 1)  # algorithm, workers
+
+
+@dataclass(frozen=True)
+class Metric:
+    column: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        return {"eval_bits_per_char": "eval bits per character", "eval_perplexity": "eval perplexity",
+                "eval_accuracy": "eval accuracy", "eval_loss": "eval loss"}[self.column]
+
+    def reaches(self, value: float, target: float) -> bool:
+        return value >= target if self.higher_is_better else value <= target
+
+
+def quality_metric(runs: pd.DataFrame) -> Metric:
+    """The first of bits per char, perplexity, accuracy that the runs report; else eval loss."""
+    for column, higher in METRICS:
+        if column in runs and runs[column].notna().any():
+            return Metric(column, higher)
+    return Metric("eval_loss", False)
+
+
+def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus `reference_run` (the matching backprop x 1 run, if the sweep has one that
+    finished ok) and `speedup`."""
+    out = runs.copy()
+    algorithm, workers = REFERENCE
+    references = runs[(runs["algorithm"] == algorithm) & (runs["gpus"] == workers) & (runs["status"] == "ok")]
+    by_workload = {w: r for w, r in references.groupby("workload")}
+    reference_run, speedup = [], []
+    for _, run in runs.iterrows():
+        match = by_workload.get(run["workload"])
+        if match is None:
+            reference_run.append(None)
+            speedup.append(float("nan"))
+            continue
+        reference = match.iloc[0]  # one per workload in a sweep; the first if several sweeps are merged
+        reference_run.append(reference["run"])
+        speedup.append(reference["time_per_iter_median_s"] / run["time_per_iter_median_s"]
+                       if run["status"] == "ok" else float("nan"))
+    out["reference_run"] = reference_run
+    out["speedup"] = pd.to_numeric(pd.Series(speedup, index=out.index), errors="coerce")
+    return out
+
+
+def targets(runs: pd.DataFrame, metric: Metric, target: float | None, margin: float) -> dict[str, tuple[float, str]]:
+    """Per workload: the target value and how it was chosen (one phrase for the report)."""
+    chosen = {}
+    for workload, group in runs.groupby("workload"):
+        if target is not None:
+            chosen[workload] = (float(target), f"{metric.label} {target:g} (given)")
+            continue
+        reference = group[group["run"] == group["reference_run"]]
+        if reference.empty or pd.isna(reference.iloc[0].get(metric.column)):
+            continue
+        final = float(reference.iloc[0][metric.column])
+        value = final * (1 - margin) if metric.higher_is_better else final * (1 + margin)
+        sign = "-" if metric.higher_is_better else "+"
+        chosen[workload] = (value, f"{metric.label} {value:.4g}: the backprop reference's final "
+                                   f"{final:.4g} {sign}{margin:.0%}")
+    return chosen
+
+
+def with_time_to_target(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric,
+                        chosen: dict[str, tuple[float, str]]) -> pd.DataFrame:
+    """`runs` plus `target`, `steps_to_target` and `time_to_target_s` (NaN: never reached)."""
+    out = runs.copy()
+    target_col, steps_col, time_col = [], [], []
+    for _, run in runs.iterrows():
+        target = chosen.get(run["workload"], (float("nan"), ""))[0]
+        steps = time = float("nan")
+        if metric.column in curves and not pd.isna(target):
+            evals = curves[(curves["run"] == run["run"]) & curves[metric.column].notna()]
+            reached = evals[[metric.reaches(v, target) for v in evals[metric.column]]]
+            if not reached.empty:
+                steps, time = reached.iloc[0]["step"], reached.iloc[0]["train_time_s"]
+        target_col.append(target)
+        steps_col.append(steps)
+        time_col.append(time)
+    out["target"], out["steps_to_target"], out["time_to_target_s"] = target_col, steps_col, time_col
+    return out
+
+
+def run_labels(runs: pd.DataFrame) -> pd.Series:
+    """A short name per run's method: the algorithm, plus the settings in which its runs differ
+    when the sweep holds it with several (e.g. `pipeline (schedule=1f1b)`), plus the model and
+    dataset when the runs span several workloads."""
+    settings = [dict(part.split("=", 1) for part in s.split(", ") if "=" in part) if isinstance(s, str) else {}
+                for s in runs["settings"]]
+    labels = []
+    for i, algorithm in enumerate(runs["algorithm"]):
+        peers = [settings[j] for j, a in enumerate(runs["algorithm"]) if a == algorithm]
+        differing = [k for k in settings[i] if len({p.get(k) for p in peers}) > 1]
+        label = str(algorithm)
+        if differing:
+            label += " (" + ", ".join(f"{k}={settings[i][k]}" for k in differing) + ")"
+        labels.append(label)
+    if runs["workload"].nunique() > 1:
+        labels = [f"{label} [{m}/{d}]" for label, m, d in zip(labels, runs["model"], runs["dataset"])]
+    return pd.Series(labels, index=runs.index)

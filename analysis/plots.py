@@ -1,0 +1,254 @@
+"""The report's figures. Each function takes the tidy frames of `analysis.load` (runs with the
+columns `analysis.derive` adds, and a `label` per run) and returns a matplotlib Figure; the
+notebooks call the same functions.
+
+Conventions kept in every figure: one colour per algorithm, the same in every plot and every
+sweep (its place among the registered algorithms); points measured with more workers x threads
+than cores are drawn hollow and named "oversubscribed" in the legend, so that a CPU artefact is
+not read as an algorithm's scaling; failed runs are absent from the curves but listed in the
+report's table.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from algorithms import ALGORITHMS
+from analysis.derive import Metric
+
+# Figures are made without pyplot: no GUI backend, no global figure list; `Figure.savefig` draws
+# with Agg, and a notebook shows a returned Figure (after %matplotlib inline).
+PALETTE = matplotlib.colormaps["tab20"].colors
+ORDER = sorted(ALGORITHMS)
+LINESTYLES = ("-", "--", ":", "-.")
+MIB = 2 ** 20
+OVERSUBSCRIBED = Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="0.3",
+                        label="hollow: oversubscribed\n(workers x threads > cores)")
+
+
+def colour(algorithm: str):
+    """The algorithm's colour in every figure: tab20's strong tones first, then its light ones;
+    a name that is not registered gets one after the registered ones."""
+    index = ORDER.index(algorithm) if algorithm in ORDER else len(ORDER) + zlib.crc32(algorithm.encode()) % 8
+    return PALETTE[(2 * index) % 20 + (index // 10) % 2]
+
+
+def oversubscribed(value) -> bool:
+    """The record's flag (True, False, or missing for a run that never started)."""
+    return value is not None and not pd.isna(value) and bool(value)
+
+
+def _styles(runs: pd.DataFrame) -> dict[str, tuple]:
+    """Per label: (colour of its algorithm, line style distinguishing variants of one algorithm)."""
+    styles, variants = {}, {}
+    for label, algorithm in sorted(set(zip(runs["label"], runs["algorithm"]))):
+        n = variants.setdefault(algorithm, [])
+        n.append(label)
+        styles[label] = (colour(algorithm), LINESTYLES[(len(n) - 1) % len(LINESTYLES)])
+    return styles
+
+
+def _ok(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"] == "ok"]
+
+
+def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
+    """One line per label over gpus; hollow markers where oversubscribed. True if any point."""
+    styles, drawn, hollow = _styles(runs), False, False
+    for label, group in _ok(runs).groupby("label"):
+        group = group.dropna(subset=[column]).sort_values("gpus")
+        if group.empty:
+            continue
+        c, ls = styles[label]
+        ax.plot(group["gpus"], group[column], color=c, linestyle=ls, marker="o", markersize=7, label=label)
+        over = group[[oversubscribed(v) for v in group["oversubscribed"]]]
+        if not over.empty:
+            hollow = True
+            ax.plot(over["gpus"], over[column], color=c, marker="o", markersize=7, markerfacecolor="white",
+                    linestyle="none")
+        drawn = True
+    ax.set_xlabel("workers (gpus)")
+    ax.set_xticks(sorted(runs["gpus"].dropna().unique()))
+    handles, labels = ax.get_legend_handles_labels()
+    if hollow:
+        handles.append(OVERSUBSCRIBED)
+    if handles:
+        ax.legend(handles=handles, fontsize=8)
+    ax.grid(alpha=0.3)
+    return drawn
+
+
+def _figure(width: float, height: float, columns: int = 1, **subplots):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(1, columns, **subplots)
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=10, wrap=True,
+            bbox={"facecolor": "white", "edgecolor": "0.6"})
+
+
+def speedup(runs: pd.DataFrame) -> Figure:
+    """Speed-up over backprop on one worker (time per iteration), with the ideal linear line."""
+    fig, ax = _figure(7, 4.5)
+    workers = sorted(runs["gpus"].dropna().unique())
+    ax.plot(workers, workers, color="0.5", linestyle="--", linewidth=1, label="ideal (linear)")
+    if not _points_vs_workers(ax, runs, "speedup"):
+        _note(ax, "no speed-up: the sweep has no backprop run on 1 worker\nof the same workload to compare with")
+    ax.set_ylabel("speed-up over backprop on 1 worker (x)")
+    ax.set_title("Speed-up vs workers (time per iteration, same global batch)")
+    return fig
+
+
+def throughput(runs: pd.DataFrame) -> Figure:
+    column = "tokens_per_s" if "tokens_per_s" in runs and runs["tokens_per_s"].notna().any() else "samples_per_s"
+    fig, ax = _figure(7, 4.5)
+    _points_vs_workers(ax, runs, column)
+    unit = "tokens/s" if column == "tokens_per_s" else "samples/s"
+    ax.set_ylabel(f"training throughput ({unit})")
+    ax.set_title(f"Throughput vs workers ({unit}, median time per iteration)")
+    return fig
+
+
+def final_quality(runs: pd.DataFrame, metric: Metric) -> Figure:
+    fig, ax = _figure(7, 4.5)
+    _points_vs_workers(ax, runs, metric.column)
+    better = "higher" if metric.higher_is_better else "lower"
+    ax.set_ylabel(f"final {metric.label} ({better} is better)")
+    ax.set_title("Final quality vs workers: the cost of staleness or local losses")
+    return fig
+
+
+def time_to_target(runs: pd.DataFrame, target_text: str) -> Figure:
+    """Training time and steps until an evaluation first reached the target, against workers."""
+    fig, (left, right) = _figure(11, 4.5, 2)
+    for ax, column, unit in ((left, "time_to_target_s", "training time to target (s)"),
+                             (right, "steps_to_target", "steps to target")):
+        if not _points_vs_workers(ax, runs, column):
+            _note(ax, "no run reached the target" if target_text else
+                  "no target: the sweep has no backprop\nreference on 1 worker; set report.target")
+        ax.set_ylabel(unit)
+    ok = _ok(runs)
+    missed = ok[ok["time_to_target_s"].isna()] if "time_to_target_s" in ok else ok.iloc[0:0]
+    subtitle = f"target: {target_text}" if target_text else "no target"
+    if not missed.empty and target_text:
+        subtitle += "\nnot reached: " + ", ".join(f"{r['label']} x{r['gpus']}" for _, r in missed.iterrows())
+    fig.suptitle(f"Time to quality vs workers\n{subtitle}", fontsize=10)
+    return fig
+
+
+def convergence(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric, x: str = "step") -> Figure:
+    """The eval metric against step (x="step") or training time (x="train_time_s"), one panel per
+    worker count, one colour per algorithm; the backprop reference on 1 worker, faint, in every
+    panel for comparison."""
+    ok = _ok(runs)
+    workers = sorted(ok["gpus"].unique()) or [1]
+    fig, axes = _figure(4.5 * len(workers) + 1, 4.2, len(workers), sharex=True, sharey=True, squeeze=False)
+    styles = _styles(runs)
+    evals = curves.dropna(subset=[metric.column]) if metric.column in curves else curves.iloc[0:0]
+    references = set(ok["reference_run"].dropna()) if "reference_run" in ok else set()
+    for ax, n in zip(axes[0], workers):
+        for reference in sorted(references):
+            points = evals[evals["run"] == reference]
+            if n != 1:
+                ax.plot(points[x], points[metric.column], color="0.6", linewidth=1, linestyle="--",
+                        label="backprop x1 (reference)")
+        for _, run in ok[ok["gpus"] == n].sort_values("label").iterrows():
+            points = evals[evals["run"] == run["run"]]
+            c, ls = styles[run["label"]]
+            over = oversubscribed(run.get("oversubscribed"))
+            ax.plot(points[x], points[metric.column], color=c, linestyle=ls, marker="o", markersize=3,
+                    markerfacecolor="white" if over else c, label=run["label"] + (" (oversubscribed)" if over else ""))
+        ax.set_title(f"{n} worker{'s' if n > 1 else ''}")
+        ax.set_xlabel("step" if x == "step" else "training time (s, evaluation excluded)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"{metric.label} ({'higher' if metric.higher_is_better else 'lower'} is better)")
+    fig.suptitle(f"Convergence: {metric.label} vs {'step' if x == 'step' else 'training time'}")
+    return fig
+
+
+def _run_names(runs: pd.DataFrame) -> dict[str, str]:
+    return {r["run"]: f"{r['label']} x{r['gpus']}" + (" (oversubscribed)" if r.get("oversubscribed") else "")
+            for _, r in runs.iterrows()}
+
+
+def memory(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
+    """Peak memory of each worker of each run (on CPU: the process's peak resident set, which
+    includes the Python and PyTorch baseline)."""
+    names = _run_names(runs)
+    shown = workers[workers["run"].isin(runs["run"]) & workers["peak_memory_bytes"].notna()]
+    order = [r for r in runs.sort_values(["label", "gpus"])["run"] if r in set(shown["run"])]
+    fig, ax = _figure(8, 0.45 * max(4, len(shown)) + 1)
+    y, ticks, labels = 0, [], []
+    algorithm = dict(zip(runs["run"], runs["algorithm"]))
+    for run in order:
+        for _, w in shown[shown["run"] == run].sort_values("rank").iterrows():
+            ax.barh(y, w["peak_memory_bytes"] / MIB, color=colour(algorithm[run]))
+            ticks.append(y)
+            labels.append(f"{names[run]}  rank {int(w['rank'])}")
+            y += 1
+        y += 0.5
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.invert_yaxis()
+    device = runs["device_type"].dropna().iloc[0] if runs["device_type"].notna().any() else "cpu"
+    what = "max allocated (CUDA)" if device == "cuda" else "peak resident set (includes the process baseline)"
+    ax.set_xlabel(f"peak memory per worker (MiB; {what})")
+    ax.set_title("Peak memory per worker")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+BREAKDOWN = (("compute_s", "compute (forward and backward)", "#4c72b0"),
+             ("wait_s", "communication wait", "#dd8452"),
+             ("other_s", "rest: waits not attributed, idle or bubble, optimizer step", "#c44e52"),
+             ("unsplit_s", "whole iteration (the algorithm reports no breakdown)", "#b0b0b0"))
+
+
+def breakdown_frame(workers: pd.DataFrame) -> pd.DataFrame:
+    """Per worker: compute, wait, the rest of the iteration (`other_s`), or the whole iteration
+    as `unsplit_s` when the algorithm reports no compute time."""
+    out = workers.copy()
+    has_compute = out["compute_s"].notna()
+    wait = out["wait_s"].fillna(0.0)
+    out["other_s"] = (out["iteration_s"] - out["compute_s"] - wait).clip(lower=0).where(has_compute)
+    out["wait_s"] = wait.where(has_compute)
+    out["unsplit_s"] = out["iteration_s"].where(~has_compute)
+    return out
+
+
+def time_breakdown(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
+    """Where each worker's iteration goes: compute, communication wait and the rest (idle,
+    pipeline bubble, or waits the algorithm does not attribute), in ms per iteration."""
+    names = _run_names(runs)
+    frame = breakdown_frame(workers[workers["run"].isin(_ok(runs)["run"]) & workers["iteration_s"].notna()])
+    order = [r for r in _ok(runs).sort_values(["label", "gpus"])["run"] if r in set(frame["run"])]
+    fig, ax = _figure(8, 0.45 * max(4, len(frame)) + 1.5)
+    y, ticks, labels, used = 0, [], [], set()
+    for run in order:
+        for _, w in frame[frame["run"] == run].sort_values("rank").iterrows():
+            left = 0.0
+            for column, name, c in BREAKDOWN:
+                value = w[column]
+                if pd.notna(value) and value > 0:
+                    ax.barh(y, value * 1e3, left=left, color=c, label=name if name not in used else None)
+                    used.add(name)
+                    left += value * 1e3
+            ticks.append(y)
+            labels.append(f"{names[run]}  rank {int(w['rank'])}")
+            y += 1
+        y += 0.5
+    ax.set_yticks(ticks, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("time per iteration inside the algorithm's step (ms, median)")
+    ax.set_title("Time breakdown per worker")
+    if used:
+        fig.legend(fontsize=7, loc="outside lower center", ncols=2)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
