@@ -58,6 +58,12 @@ def _config(run_dir: Path) -> dict | None:
         raise ResultsError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
 
 
+def _in_job_order(run_dir: Path) -> tuple:
+    """Sweep runs are named <job number>_...: 2_ddg_g2 before 10_local_critic_g2."""
+    number, _, rest = run_dir.name.partition("_")
+    return (str(run_dir.parent), int(number) if number.isdigit() else -1, rest if number.isdigit() else run_dir.name)
+
+
 def load_runs(path: str | Path) -> pd.DataFrame:
     root = Path(path)
     if not root.is_dir():
@@ -65,7 +71,7 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     rows = []
     run_dirs = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("config.yaml")
                                                                 if p.parent.name != ".hydra"}
-    for run_dir in sorted(run_dirs):
+    for run_dir in sorted(run_dirs, key=_in_job_order):
         summary_path = run_dir / "summary.json"
         if not summary_path.exists():
             rows.append(_row(run_dir, {"status": "incomplete", "reason": "no summary.json"}))

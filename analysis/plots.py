@@ -17,6 +17,7 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from algorithms import ALGORITHMS
 from analysis.derive import Metric
@@ -237,7 +238,7 @@ def time_breakdown(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
             for column, name, c in BREAKDOWN:
                 value = w[column]
                 if pd.notna(value) and value > 0:
-                    ax.barh(y, value * 1e3, left=left, color=c, label=name if name not in used else None)
+                    ax.barh(y, value * 1e3, left=left, color=c)
                     used.add(name)
                     left += value * 1e3
             ticks.append(y)
@@ -249,6 +250,7 @@ def time_breakdown(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
     ax.set_xlabel("time per iteration inside the algorithm's step (ms, median)")
     ax.set_title("Time breakdown per worker")
     if used:
-        fig.legend(fontsize=7, loc="outside lower center", ncols=2)
+        handles = [Patch(color=c, label=name) for _, name, c in BREAKDOWN if name in used]
+        fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2)
     ax.grid(axis="x", alpha=0.3)
     return fig
