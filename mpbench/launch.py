@@ -75,7 +75,8 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
     except mp.ProcessRaisedException as err:  # only before run_worker's own error handling
         launcher_error, crashed_rank = f"rank {err.error_index} raised", err.error_index
     except mp.ProcessExitedException as err:  # workers end with os._exit: 1 after a failure
-        launcher_error = f"rank {err.error_index} exited with code {err.exit_code}"
+        launcher_error = (f"rank {err.error_index} was killed by {err.signal_name}" if err.signal_name
+                          else f"rank {err.error_index} exited with code {err.exit_code}")
         crashed_rank = err.error_index
     except BaseException as err:  # Ctrl-C or anything else here: no worker may outlive this process
         _terminate(context.processes)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -180,3 +181,35 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path):
     assert _processes_in_group(process.pid) == []
     summary = read_summary(run_dir)
     assert summary["status"] == "interrupted" and "SIGINT" in summary["reason"]
+
+
+def _worker_pids(launcher: int) -> list[int]:
+    """The launcher's spawned workers, in start order (rank order)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    return sorted(int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())
+
+
+def test_a_worker_killed_with_sigkill_fails_its_run_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, str(REPO / "run.py"), "-m", *TINY, "steps=100000", "eval_every=1",
+               "algorithm=data_parallel", "gpus=2,1", "timeout_s=30", f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = sweep / "0_data_parallel_g2"
+    deadline = time.time() + 60
+    while not (first / "metrics.jsonl").exists():  # both workers are in the training loop
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.1)
+    os.kill(_worker_pids(process.pid)[1], signal.SIGKILL)
+    # The second point of the grid must not run 100000 steps: stop it once it has started.
+    second = sweep / "1_data_parallel_g1"
+    deadline = time.time() + 60
+    while not (second / "metrics.jsonl").exists():
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    summary = read_summary(first)
+    assert summary["status"] == "failed" and summary["failed_rank"] == 1, summary["reason"]
+    assert summary["reason"] == "rank 1 ended without a report (rank 1 was killed by SIGKILL)"
+    assert read_summary(second)["status"] == "interrupted"  # the sweep went on to the next run
