@@ -164,6 +164,8 @@ class RunSpec:
     fault: FaultSpec | None = None
     checkpoint_every: int = 0  # steps between checkpoints; 0: none
     resume: bool = False  # skip a finished identical run; continue an unfinished one from its checkpoint
+    divergence_patience: int = 0  # > 0: that many steps in a row with loss > divergence_factor x lowest: diverged
+    divergence_factor: float = 2.0
 
 
 def _check_top_level(cfg: dict) -> None:
@@ -189,6 +191,12 @@ def _check_top_level(cfg: dict) -> None:
     timeout = cfg["timeout_s"]
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout!r}")
+    patience = cfg.get("divergence_patience", 0)
+    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+        raise ConfigError(f"divergence_patience must be a non-negative integer (0: off), got {patience!r}")
+    factor = cfg.get("divergence_factor", 2.0)
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 1:
+        raise ConfigError(f"divergence_factor must be a number above 1, got {factor!r}")
     _check_report(cfg.get("report"))
 
 
@@ -266,6 +274,8 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
         fault=fault,
         checkpoint_every=plain["checkpoint_every"],
         resume=plain["resume"],
+        divergence_patience=plain.get("divergence_patience", 0),
+        divergence_factor=float(plain.get("divergence_factor", 2.0)),
     )
     if spec.fault is not None and not 0 <= spec.fault.rank < spec.gpus:
         raise ConfigError(f"fault.rank must be a worker rank in 0..{spec.gpus - 1}, got {spec.fault.rank}")

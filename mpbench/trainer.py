@@ -17,7 +17,8 @@ Checkpoints (`Checkpointing`) are taken between steps, after the step's loss is 
 rides on the loss reduction as a third number, so every worker stops after the same step.
 
 Divergence: a step whose global loss is non-finite, or after which some worker's weights are (a
-non-finite gradient or update was applied), ends the run as `diverged` at that step. Each worker
+non-finite gradient or update was applied), ends the run as `diverged` at that step; so does,
+with `LossSpikes`, the `patience`-th step in a row whose loss exceeds `factor` x the lowest so far. Each worker
 checks its own weights after its iteration and sends the verdict in its slot of the same
 reduction; checking the weights finds every non-finite gradient that an optimizer applied, in
 whatever way an algorithm computes and applies its gradients.
@@ -86,6 +87,22 @@ class Checkpointing:
         return self.every > 0 and step % self.every == 0
 
 
+@dataclass
+class LossSpikes:
+    """`divergence_patience` and `divergence_factor`: a spike is a step whose global loss exceeds
+    `factor` x the lowest loss so far; `patience` spikes in a row (0: never) are divergence."""
+
+    patience: int = 0
+    factor: float = 2.0
+    lowest: float = math.inf
+    in_a_row: int = 0
+
+    def diverged(self, loss: float) -> bool:
+        self.in_a_row = self.in_a_row + 1 if loss > self.factor * self.lowest else 0
+        self.lowest = min(self.lowest, loss)
+        return 0 < self.patience <= self.in_a_row
+
+
 class InjectedFault(RuntimeError):
     """Raised by the fault-injection test hook (config key `fault`)."""
 
@@ -149,7 +166,8 @@ class Trainer:
     def __init__(self, algorithm: Algorithm, data: Dataset, worker: Worker, *,
                  optimizer: OptimizerSpec, steps: int, batch_size: int, eval_every: int,
                  eval_batches: int, metrics_sink=None, fault: FaultSpec | None = None,
-                 progress: bool = False, checkpoints: Checkpointing | None = None):
+                 progress: bool = False, checkpoints: Checkpointing | None = None,
+                 spikes: LossSpikes | None = None):
         self.algorithm = algorithm
         self.data = data
         self.worker = worker
@@ -161,6 +179,7 @@ class Trainer:
         self.fault = fault if fault is not None and fault.rank == worker.rank else None
         self.progress = progress
         self.checkpoints = checkpoints or Checkpointing()
+        self.spikes = spikes or LossSpikes()
         self.stop_agreed = False  # some worker was asked to stop (SIGTERM); all learn it at the same step
         self.step = 0  # steps whose training iteration is done; read by the worker's failure report
         self.eval_set = [(to_device(x, worker.device, worker.dtype), to_device(y, worker.device, worker.dtype))
@@ -273,7 +292,7 @@ class Trainer:
         """Every worker saves its state at the end of `step`; rank 0 then marks it complete."""
         state = {"step": step, "algorithm": self.algorithm.training_state(), "rng": torch.get_rng_state(),
                  "step_times": list(outcome.step_times_s), "iteration_times": list(outcome.iteration_times_s),
-                 "last_eval": last_eval, "loss": loss}
+                 "spikes": [self.spikes.lowest, self.spikes.in_a_row], "last_eval": last_eval, "loss": loss}
         if self.worker.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.worker.device)
         if self.sink is not None:
@@ -296,6 +315,7 @@ class Trainer:
             self.sink.file.rows = list(state["metrics"])
         outcome.step_times_s = list(state["step_times"])
         outcome.iteration_times_s = list(state["iteration_times"])
+        self.spikes.lowest, self.spikes.in_a_row = state["spikes"]
         outcome.steps_completed = self.step = state["step"]
         outcome.resumed_from = state["step"]
         return state["step"] + 1, state["last_eval"], state["loss"]
@@ -314,12 +334,17 @@ class Trainer:
         outcome.step_times_s.append(elapsed)
         outcome.steps_completed = step.step
         row = {"step": step.step, "train_loss": loss, "lr": step.lr, "step_time_s": elapsed}
-        if not math.isfinite(loss) or non_finite_ranks:
+        spiked = math.isfinite(loss) and self.spikes.diverged(loss)
+        if not math.isfinite(loss) or non_finite_ranks or spiked:
             outcome.status, outcome.diverged_at = "diverged", step.step
             causes = [f"non-finite training loss at step {step.step}"] if not math.isfinite(loss) else []
             if non_finite_ranks:
                 causes.append(f"non-finite weights on rank {', '.join(map(str, non_finite_ranks))} after step "
                               f"{step.step} (a non-finite gradient or update was applied)")
+            if spiked:
+                causes.append(f"training loss above {self.spikes.factor:g} x its lowest ({self.spikes.lowest:.4g}) "
+                              f"for {self.spikes.in_a_row} steps in a row, up to step {step.step} "
+                              f"(divergence_patience={self.spikes.patience})")
             outcome.diverged_reason = "; ".join(causes)
             self._record(row, flush=True)
             return None

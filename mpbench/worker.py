@@ -33,7 +33,8 @@ from mpbench.data import load_dataset
 from mpbench.metrics_log import MetricsLog
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
-from mpbench.trainer import Checkpointing, Trainer, peak_memory_bytes, steady_median, timing_summary, to_device
+from mpbench.trainer import (Checkpointing, LossSpikes, Trainer, peak_memory_bytes, steady_median, timing_summary,
+                             to_device)
 from mpbench.transport import Transport
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -142,7 +143,8 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
     trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=spec.steps,
                       batch_size=spec.batch_size, eval_every=spec.eval_every,
                       eval_batches=spec.eval_batches, metrics_sink=metrics, fault=spec.fault,
-                      progress=rank == 0, checkpoints=checkpoints)
+                      progress=rank == 0, checkpoints=checkpoints,
+                      spikes=LossSpikes(spec.divergence_patience, spec.divergence_factor))
     progress.append(trainer)
     outcome = trainer.run()
     if spec.save_weights:

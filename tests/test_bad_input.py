@@ -53,6 +53,8 @@ CASES = {
     "sub-model without its split": (["algorithm=sub_model_backprop"], "algorithm.groups"),
     "negative checkpoint interval": (["checkpoint_every=-1"], "checkpoint_every"),
     "resume not a boolean": (["resume=maybe"], "resume"),
+    "negative divergence patience": (["divergence_patience=-2"], "divergence_patience"),
+    "divergence factor not above 1": (["divergence_factor=0.5"], "divergence_factor"),
     "report target not a number": (["report.target=low"], "report.target"),
     "report margin not a fraction": (["report.target_margin=1.5"], "report.target_margin"),
     "checkpoints of an algorithm that cannot take them": (["algorithm=ddg", "algorithm.semantics=H", "gpus=2",

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from analysis.load import ResultsError, load_runs
+from mpbench.trainer import LossSpikes
 from tests.cli import REPO, TINY, read_metrics, read_summary, run_cli
 
 
@@ -109,6 +110,26 @@ def test_non_finite_gradient_is_recorded_as_diverged_at_its_step(tmp_path):
     assert summary["reason"].startswith("non-finite weights on rank 0 after step 3"), summary["reason"]
     rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == [1, 2, 3] and math.isfinite(rows[-1]["train_loss"])
+
+
+def test_loss_spikes_count_steps_in_a_row_above_factor_times_the_lowest():
+    spikes = LossSpikes(patience=2, factor=2.0)
+    verdicts = [spikes.diverged(loss) for loss in [4.0, 3.0, 2.0, 5.0, 3.9, 4.1, 4.5]]
+    assert verdicts == [False, False, False, False, False, False, True]  # 5.0 alone; then 4.1, 4.5
+    assert not any(LossSpikes(patience=0).diverged(loss) for loss in [1.0, 100.0, 100.0])  # off
+
+
+def test_a_loss_spike_past_its_patience_is_recorded_as_diverged(tmp_path):
+    run_dir = tmp_path / "run"
+    # A factor this close to 1 makes the first step whose loss exceeds the lowest one a spike.
+    result = run_cli([*TINY, "steps=20", "divergence_patience=1", "divergence_factor=1.000001",
+                      f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_summary(run_dir)
+    losses = [r["train_loss"] for r in read_metrics(run_dir)]
+    assert summary["status"] == "diverged" and summary["diverged_at_step"] == len(losses) < 20
+    assert losses[-1] > min(losses[:-1]) * 1.000001 and losses[:-1] == sorted(losses[:-1], reverse=True)
+    assert "divergence_patience=1" in summary["reason"]
 
 
 def test_torchrun_gives_one_run_directory(tmp_path):
