@@ -112,7 +112,8 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per worker of each run that left a summary: rank, peak_memory_bytes, bytes_sent,
+    """One row per worker of each run that left a summary: rank, peak_memory_bytes and
+    baseline_memory_bytes (the process before data and model were built), bytes_sent,
     iteration_s (median time inside train_step), and, where the algorithm reports them,
     compute_s and wait_s per iteration (communication wait)."""
     rows = []
@@ -122,14 +123,16 @@ def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
             continue
         summary = json.loads(path.read_text())
         memory = summary.get("peak_memory_bytes_per_worker") or []
+        baseline = summary.get("baseline_memory_bytes_per_worker") or []
         sent = summary.get("bytes_sent_per_worker") or []
         iteration = summary.get("iteration_s_per_worker") or []
         facts = summary.get("algorithm_facts_per_worker") or []
         for rank in range(len(memory)):
             f = (facts[rank] if rank < len(facts) else None) or {}
             rows.append({"run": run["run"], "rank": rank, "peak_memory_bytes": memory[rank],
+                         "baseline_memory_bytes": baseline[rank] if rank < len(baseline) else None,
                          "bytes_sent": sent[rank] if rank < len(sent) else None,
                          "iteration_s": iteration[rank] if rank < len(iteration) else None,
                          "compute_s": f.get("compute_s_per_iter"), "wait_s": f.get("wait_s_per_iter")})
-    return pd.DataFrame(rows, columns=["run", "rank", "peak_memory_bytes", "bytes_sent", "iteration_s",
-                                       "compute_s", "wait_s"])
+    return pd.DataFrame(rows, columns=["run", "rank", "peak_memory_bytes", "baseline_memory_bytes", "bytes_sent",
+                                       "iteration_s", "compute_s", "wait_s"])

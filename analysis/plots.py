@@ -175,34 +175,48 @@ def convergence(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric, x: str
     return fig
 
 
-def _run_names(runs: pd.DataFrame) -> dict[str, str]:
-    return {r["run"]: f"{r['label']} x{r['gpus']}" + (" (oversubscribed)" if r.get("oversubscribed") else "")
-            for _, r in runs.iterrows()}
-
-
-def memory(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
-    """Peak memory of each worker of each run (on CPU: the process's peak resident set, which
-    includes the Python and PyTorch baseline)."""
-    names = _run_names(runs)
-    shown = workers[workers["run"].isin(runs["run"]) & workers["peak_memory_bytes"].notna()]
-    order = [r for r in runs.sort_values(["label", "gpus"])["run"] if r in set(shown["run"])]
-    fig, ax = _figure(8, 0.45 * max(4, len(shown)) + 1)
+def _per_worker_rows(ax, runs: pd.DataFrame, frame: pd.DataFrame, draw) -> None:
+    """One horizontal bar per worker, grouped by run (by label, then workers); `draw(y, row)`
+    draws the bar of one row of `frame` at height y."""
+    names = {r["run"]: f"{r['label']} x{r['gpus']}" + (" (oversubscribed)" if oversubscribed(r.get("oversubscribed")) else "")
+             for _, r in runs.iterrows()}
+    order = [r for r in runs.sort_values(["label", "gpus"])["run"] if r in set(frame["run"])]
     y, ticks, labels = 0, [], []
-    algorithm = dict(zip(runs["run"], runs["algorithm"]))
     for run in order:
-        for _, w in shown[shown["run"] == run].sort_values("rank").iterrows():
-            ax.barh(y, w["peak_memory_bytes"] / MIB, color=colour(algorithm[run]))
+        for _, w in frame[frame["run"] == run].sort_values("rank").iterrows():
+            draw(y, w)
             ticks.append(y)
             labels.append(f"{names[run]}  rank {int(w['rank'])}")
             y += 1
         y += 0.5
     ax.set_yticks(ticks, labels, fontsize=7)
     ax.invert_yaxis()
-    device = runs["device_type"].dropna().iloc[0] if runs["device_type"].notna().any() else "cpu"
-    what = "max allocated (CUDA)" if device == "cuda" else "peak resident set (includes the process baseline)"
-    ax.set_xlabel(f"peak memory per worker (MiB; {what})")
-    ax.set_title("Peak memory per worker")
     ax.grid(axis="x", alpha=0.3)
+
+
+def memory(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
+    """Peak memory of each worker of each run above the process baseline (what the process held
+    before data and model were built: interpreter, PyTorch, gloo; on CUDA about nothing). On CPU
+    the peak is the process's peak resident set, on CUDA the peak allocated."""
+    shown = workers[workers["run"].isin(runs["run"]) & workers["peak_memory_bytes"].notna()].copy()
+    shown["training_bytes"] = shown["peak_memory_bytes"] - shown["baseline_memory_bytes"].fillna(0)
+    fig, ax = _figure(8, 0.45 * max(4, len(shown)) + 1)
+    algorithm = dict(zip(runs["run"], runs["algorithm"]))
+
+    def bar(y, w):
+        ax.barh(y, w["training_bytes"] / MIB, color=colour(algorithm[w["run"]]))
+        ax.text(w["training_bytes"] / MIB, y, f" {w['training_bytes'] / MIB:.1f}", va="center", fontsize=7)
+    _per_worker_rows(ax, runs, shown, bar)
+    ax.set_xlim(left=0)
+    if not shown.empty and (shown["training_bytes"] < MIB).all():
+        _note(ax, "every worker stayed within 1 MiB of its baseline:\nthe model, data and activations are tiny")
+    device = runs["device_type"].dropna().iloc[0] if runs["device_type"].notna().any() else "cpu"
+    what = "peak allocated (CUDA)" if device == "cuda" else "peak resident set"
+    baseline = shown["baseline_memory_bytes"].dropna()
+    ax.set_xlabel(f"peak memory above the process baseline (MiB; {what})")
+    ax.set_title("Peak memory per worker: data, model, optimizer, activations, buffers"
+                 + (f"\n(baseline not shown: {baseline.median() / MIB:.0f} MiB per worker, median)"
+                    if not baseline.empty else ""), fontsize=10)
     return fig
 
 
@@ -227,30 +241,21 @@ def breakdown_frame(workers: pd.DataFrame) -> pd.DataFrame:
 def time_breakdown(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
     """Where each worker's iteration goes: compute, communication wait and the rest (idle,
     pipeline bubble, or waits the algorithm does not attribute), in ms per iteration."""
-    names = _run_names(runs)
     frame = breakdown_frame(workers[workers["run"].isin(_ok(runs)["run"]) & workers["iteration_s"].notna()])
-    order = [r for r in _ok(runs).sort_values(["label", "gpus"])["run"] if r in set(frame["run"])]
     fig, ax = _figure(8, 0.45 * max(4, len(frame)) + 1.5)
-    y, ticks, labels, used = 0, [], [], set()
-    for run in order:
-        for _, w in frame[frame["run"] == run].sort_values("rank").iterrows():
-            left = 0.0
-            for column, name, c in BREAKDOWN:
-                value = w[column]
-                if pd.notna(value) and value > 0:
-                    ax.barh(y, value * 1e3, left=left, color=c)
-                    used.add(name)
-                    left += value * 1e3
-            ticks.append(y)
-            labels.append(f"{names[run]}  rank {int(w['rank'])}")
-            y += 1
-        y += 0.5
-    ax.set_yticks(ticks, labels, fontsize=7)
-    ax.invert_yaxis()
+    used = set()
+
+    def stacked(y, w):
+        left = 0.0
+        for column, name, c in BREAKDOWN:
+            if pd.notna(w[column]) and w[column] > 0:
+                ax.barh(y, w[column] * 1e3, left=left, color=c)
+                used.add(name)
+                left += w[column] * 1e3
+    _per_worker_rows(ax, _ok(runs), frame, stacked)
     ax.set_xlabel("time per iteration inside the algorithm's step (ms, median)")
     ax.set_title("Time breakdown per worker")
     if used:
         handles = [Patch(color=c, label=name) for _, name, c in BREAKDOWN if name in used]
         fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2)
-    ax.grid(axis="x", alpha=0.3)
     return fig

@@ -172,6 +172,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
     ranked = [reports.get(rank, {}) for rank in range(topology.workers)]
     summary["algorithm_facts_per_worker"] = [r.get("algorithm") for r in ranked]
     summary["peak_memory_bytes_per_worker"] = [r.get("peak_memory_bytes") for r in ranked]
+    summary["baseline_memory_bytes_per_worker"] = [r.get("baseline_memory_bytes") for r in ranked]
     summary["iteration_s_per_worker"] = [r.get("iteration_s_median") for r in ranked]
     summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
     summary["environment"] = environment_record(REPO)

@@ -126,6 +126,7 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
            stop_requested: Callable[[], bool]) -> dict:
     """Build this worker's data, model and algorithm, train, and return its report."""
     rank, device, dtype = worker.rank, worker.device, worker.dtype
+    baseline_memory = peak_memory_bytes(device)  # the process before data and model: interpreter, torch, gloo
     data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
     torch.manual_seed(spec.seed)
     model = build_model(spec.model, spec.model_settings, data.info).to(device=device, dtype=dtype)
@@ -158,7 +159,7 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         "diverged_at_step": outcome.diverged_at, "diverged_reason": outcome.diverged_reason,
         "interrupted_at_step": outcome.interrupted_at,
         "checkpointed_at_step": outcome.checkpointed_at, "resumed_from_step": outcome.resumed_from,
-        "peak_memory_bytes": peak_memory_bytes(device),
+        "peak_memory_bytes": peak_memory_bytes(device), "baseline_memory_bytes": baseline_memory,
         "iteration_s_median": steady_median(outcome.iteration_times_s),  # inside train_step: compute + waits
         "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.summary(),
     }
