@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
-from tests.cli import merged_weights, read_summary
+from tests.cli import merged_weights, read_summary, run_cli
 from tests.cli import train as train_run
 
 COMMON = ["dtype=float64", "steps=8", "batch_size=8", "eval_every=4", "eval_batches=1",
@@ -42,11 +43,23 @@ def env(shared_data_dir):
 
 @pytest.fixture(scope="module")
 def emulated(tmp_path_factory, env):
-    """One-process references, one per (model, semantics, K); placement does not change the updates."""
+    """One-process references, one per (model, semantics, K); placement does not change the updates.
+    One multirun per model (CI time: one interpreter start for all its runs)."""
     tmp = tmp_path_factory.mktemp("emulated")
-    return {(model, semantics, K): train(tmp, f"{model}-{semantics}-{K}", [
-        *MODELS[model], "algorithm=ddg", "gpus=1", "algorithm.runtime=emulated",
-        f"algorithm.semantics={semantics}", f"algorithm.modules={K}"], env) for model, semantics, K in CASES}
+    references = {}
+    for model in MODELS:
+        sweep = tmp / model
+        modules = sorted({K for m, _, K in CASES if m == model})
+        result = run_cli(["-m", *COMMON, *MODELS[model], "algorithm=ddg", "gpus=1", "algorithm.runtime=emulated",
+                          "algorithm.semantics=S,H,R", f"algorithm.modules={','.join(map(str, modules))}",
+                          f"hydra.sweep.dir={sweep}"], cwd=tmp, env=env)
+        assert result.returncode == 0, result.stderr
+        for run_dir in (d for d in sweep.iterdir() if (d / "summary.json").exists()):
+            assert read_summary(run_dir)["status"] == "ok"
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())["algorithm"]
+            references[(model, config["semantics"], config["modules"])] = run_dir
+    assert set(CASES) <= set(references)
+    return references
 
 
 @pytest.mark.parametrize("placement", ["linear", "ring"])
