@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from mpbench.algorithm import (Algorithm, StepLoss, Worker, load_module_and_optimizer_state,
-                               module_and_optimizer_state)
+from mpbench.algorithm import Algorithm, OneModuleAndOptimizer, StepLoss, Worker
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import clip_gradients, make_optimizer, set_lr
 from models.blocks import BlockModel, EvalTotals
 
 
-class Backprop(Algorithm):
+class Backprop(OneModuleAndOptimizer, Algorithm):
     @classmethod
     def check(cls, run: RunSpec, num_blocks: int) -> None:
         if run.gpus != 1:
@@ -45,15 +44,8 @@ class Backprop(Algorithm):
     def model_state(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
-    @classmethod
-    def checkpoint_gap(cls, settings) -> None:
-        return None
-
-    def training_state(self) -> dict:
-        return module_and_optimizer_state(self.model, self.optimizer)
-
-    def load_training_state(self, state: dict) -> None:
-        load_module_and_optimizer_state(self.model, self.optimizer, state)
+    def trained_module_and_optimizer(self):
+        return self.model, self.optimizer
 
     def evaluate(self, batches) -> EvalTotals:
         return self.model.evaluate(batches)

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from mpbench.algorithm import (Algorithm, StepLoss, Worker, load_module_and_optimizer_state,
-                               module_and_optimizer_state)
+from mpbench.algorithm import Algorithm, OneModuleAndOptimizer, StepLoss, Worker
 from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import clip_gradients, make_optimizer, set_lr
@@ -30,7 +29,7 @@ class DataParallelSettings:
             raise ValueError(f"bucket_cap_mb must be positive, got {self.bucket_cap_mb}")
 
 
-class DataParallel(Algorithm):
+class DataParallel(OneModuleAndOptimizer, Algorithm):
     Settings = DataParallelSettings
 
     @classmethod
@@ -66,15 +65,8 @@ class DataParallel(Algorithm):
     def model_state(self) -> dict[str, torch.Tensor]:
         return self.model.state_dict()
 
-    @classmethod
-    def checkpoint_gap(cls, settings) -> None:
-        return None
-
-    def training_state(self) -> dict:
-        return module_and_optimizer_state(self.model, self.optimizer)
-
-    def load_training_state(self, state: dict) -> None:
-        load_module_and_optimizer_state(self.model, self.optimizer, state)
+    def trained_module_and_optimizer(self):
+        return self.model, self.optimizer
 
     def evaluate(self, batches) -> EvalTotals:
         # Replicas are identical: each evaluates every N-th batch and the trainer sums the totals.

@@ -72,8 +72,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from mpbench.algorithm import (Algorithm, StepLoss, Worker, load_module_and_optimizer_state,
-                               module_and_optimizer_state)
+from mpbench.algorithm import Algorithm, OneModuleAndOptimizer, StepLoss, Worker
 from mpbench.balance import check_balance, check_split, stage_sizes
 from mpbench.channels import RemoteChannel
 from mpbench.config import OptimizerSpec, RunSpec
@@ -835,7 +834,7 @@ class SyntheticGradients(LocalLearning):
         return grads, local_grads, loss.item()
 
 
-class SubModelBackprop(Algorithm):
+class SubModelBackprop(OneModuleAndOptimizer, Algorithm):
     """`sub_model_backprop`, Table 4's "BP sub k": sub-model k of a local-critic split (groups
     1..k and critic k, built exactly as `local_critic` builds them, so critic k starts from the
     same weights) trained end to end by backprop on one worker, with the run's optimizer for every
@@ -900,15 +899,8 @@ class SubModelBackprop(Algorithm):
                       for name, value in self.critic.state_dict().items()})
         return state
 
-    @classmethod
-    def checkpoint_gap(cls, settings) -> None:
-        return None
-
-    def training_state(self) -> dict:
-        return module_and_optimizer_state(self.net, self.optimizer)
-
-    def load_training_state(self, state: dict) -> None:
-        load_module_and_optimizer_state(self.net, self.optimizer, state)
+    def trained_module_and_optimizer(self):
+        return self.net, self.optimizer
 
     def summary(self) -> dict:
         return {"sub_model": self.settings.sub_model, "groups": self.settings.num_groups,

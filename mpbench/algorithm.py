@@ -111,11 +111,23 @@ class Algorithm(ABC):
         raise NotImplementedError
 
 
-def module_and_optimizer_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """The whole training state of an algorithm that is one module and one optimizer."""
-    return {"model": module.state_dict(), "optimizer": optimizer.state_dict()}
+class OneModuleAndOptimizer:
+    """Checkpoints of an algorithm whose whole training state is one module and one optimizer
+    (`backprop`, `data_parallel`, `sub_model_backprop`): mix in before `Algorithm` and say which
+    in `trained_module_and_optimizer`."""
 
+    def trained_module_and_optimizer(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        raise NotImplementedError
 
-def load_module_and_optimizer_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    module.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    @classmethod
+    def checkpoint_gap(cls, settings) -> None:
+        return None
+
+    def training_state(self) -> dict:
+        module, optimizer = self.trained_module_and_optimizer()
+        return {"model": module.state_dict(), "optimizer": optimizer.state_dict()}
+
+    def load_training_state(self, state: dict) -> None:
+        module, optimizer = self.trained_module_and_optimizer()
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
