@@ -18,10 +18,10 @@ rides on the loss reduction as a third number, so every worker stops after the s
 
 Divergence: a step whose global loss is non-finite, or after which some worker's weights are (a
 non-finite gradient or update was applied), ends the run as `diverged` at that step; so does,
-with `LossSpikes`, the `patience`-th step in a row whose loss exceeds `factor` x the lowest so far. Each worker
-checks its own weights after its iteration and sends the verdict in its slot of the same
-reduction; checking the weights finds every non-finite gradient that an optimizer applied, in
-whatever way an algorithm computes and applies its gradients.
+with `LossSpikes`, the `patience`-th step in a row whose loss exceeds `factor` x the lowest so
+far. Each worker checks its own weights after its iteration and sends the verdict in its slot of
+the same reduction; checking the weights finds every non-finite gradient that an optimizer
+applied, in whatever way an algorithm computes and applies its gradients.
 """
 
 from __future__ import annotations

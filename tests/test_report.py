@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -121,16 +120,11 @@ def test_notebooks_run_top_to_bottom_on_a_sweep(notebook, sweep, tmp_path):
     assert images, "every notebook draws at least one figure"
 
 
-def test_wandb_receives_the_figures_and_the_table(sweep, tmp_path):
+def test_wandb_receives_the_figures_and_the_table(sweep, tmp_path, monkeypatch):
     report = build_report(sweep, out_dir=tmp_path / "report")
-    env = {k: os.environ.get(k) for k in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR")}
-    try:
-        for var in env:
-            os.environ[var] = str(tmp_path / "wandb_home" / var.lower())
-        log_to_wandb(report, project="mpbench-test", mode="offline", name="report-test")
-    finally:
-        for var, value in env.items():
-            os.environ.pop(var) if value is None else os.environ.__setitem__(var, value)
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))  # nothing written outside
+    log_to_wandb(report, project="mpbench-test", mode="offline", name="report-test")
     media = list((tmp_path / "report" / "wandb").rglob("media/**/*"))
     images = [p.name for p in media if p.suffix == ".png"]
     assert all(any(image.startswith(f"{name}_") for image in images) for name in FIGURES), images
