@@ -1,13 +1,16 @@
 PY ?= .venv/bin/python
 
-.PHONY: env test bench convergence sweep
+.PHONY: env test test-fast bench convergence sweep docs
 
 env:  ## create the environment from the lock file
 	test -x $(PY) || python3 -m venv .venv
 	.venv/bin/pip install -q -r requirements.lock
 
-test: env
+test: env  ## every test (what CI runs)
 	$(PY) -m pytest
+
+test-fast: env  ## the development loop: everything not marked slow
+	$(PY) -m pytest -m "not slow"
 
 bench: env  ## speed benchmarks: each prints ratios measured side by side in one run
 	$(PY) -m benchmarks.trainer_overhead
@@ -20,3 +23,6 @@ convergence: env  ## eval loss of ouroboros K=2..5 vs backprop after the same st
 
 sweep: env  ## the main job
 	$(PY) run.py -m experiment=default_sweep
+
+docs: env  ## regenerate docs/configuration.md from the settings classes
+	$(PY) -c "import algorithms, models, mpbench.config_docs as d; d.write()"

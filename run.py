@@ -23,13 +23,17 @@ from pathlib import Path
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 
 import hydra  # noqa: E402
+import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from algorithms import ALGORITHMS  # noqa: E402
-from models import count_blocks  # noqa: E402
+# The composition root: importing the plugin packages registers every algorithm and model.
+import algorithms  # noqa: E402, F401
+import models  # noqa: E402, F401
+from mpbench.blocks import BlockModel  # noqa: E402
 from mpbench.checkpoints import discard_checkpoints, finished_ok, same_run, verify_checkpoint  # noqa: E402
+from mpbench.config import RunSpec  # noqa: E402
 from mpbench.config import run_spec_from  # noqa: E402
 from mpbench.data import load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
@@ -39,6 +43,16 @@ from mpbench.topology import resolve_topology  # noqa: E402
 from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
+
+
+def meta_model(spec: RunSpec, data_info) -> BlockModel:
+    """The run's model on the meta device (its blocks, ties and heads, no memory), for the checks
+    made before any worker starts; a model that cannot be built for this data is bad input."""
+    try:
+        with torch.device("meta"):
+            return spec.build_model(spec.model_settings, data_info)
+    except ValueError as err:
+        raise ConfigError(f"model {spec.model}: {err}" if not str(err).startswith("model") else str(err)) from None
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -51,11 +65,10 @@ def train(cfg: DictConfig) -> str:
         spec = run_spec_from(cfg)
         topology = resolve_topology(spec.gpus, spec.device, spec.threads_per_worker)
         # Checksums are verified (and decoded images cached) once, before any worker starts.
-        data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed,
-                            cache_dir=spec.cache_dir)
-        algorithm = ALGORITHMS[spec.algorithm][1]
-        algorithm.check(spec, count_blocks(spec.model, spec.model_settings, data.info))
-        gap = algorithm.checkpoint_gap(spec.algorithm_settings)
+        data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed,
+                            cache_dir=spec.cache_path)
+        spec.algorithm_cls.check(spec, meta_model(spec, data.info))
+        gap = spec.algorithm_cls.checkpoint_gap(spec.algorithm_settings)
         if spec.checkpoint_every and gap:
             raise ConfigError(f"checkpoint_every={spec.checkpoint_every}: {spec.algorithm} cannot checkpoint "
                               f"({gap}); set checkpoint_every=0")

@@ -1,25 +1,12 @@
-"""The algorithm registry: a name (the `algorithm` config group's `name`) -> (settings, class)."""
+"""The training algorithms, one module (or one package per family) each; importing this package
+registers them all (`mpbench.registry`). `run.py` is the only production code that imports it.
 
-from algorithms.backprop import Backprop
-from algorithms.data_parallel import DataParallel
-from algorithms.local_learning import (CriticTrainingSettings, DGLSettings, LocalCritic, SubModelBackprop,
-                                      SyntheticGradients)
-from algorithms.pipeline import HyPar, Pipeline
-from algorithms.stale_gradient import DDGSettings, FeaturesReplaySettings, OuroborosSettings, StaleGradient
+    backprop.py            end-to-end backprop on one worker: the reference
+    data_parallel.py       DistributedDataParallel (the Horovod analogue)
+    pipeline.py            synchronous pipelines (torch.distributed.pipelining) and HyPar-style hybrid
+    stale_gradient/        ddg, features_replay, ouroboros: decoupled backprop with delayed gradients
+    local_learning/        local_critic, critic_training, dgl, dni: local losses, no backprop across workers
+    sub_model_backprop.py  LC's Table 4 comparison: a sub-model trained end to end by backprop
+"""
 
-ALGORITHMS = {
-    "backprop": (Backprop.Settings, Backprop),
-    "data_parallel": (DataParallel.Settings, DataParallel),
-    "pipeline": (Pipeline.Settings, Pipeline),
-    "hypar": (HyPar.Settings, HyPar),
-    # One family, three configurations of it (algorithms/stale_gradient.py).
-    "ddg": (DDGSettings, StaleGradient),
-    "features_replay": (FeaturesReplaySettings, StaleGradient),
-    "ouroboros": (OuroborosSettings, StaleGradient),
-    # Local learning (algorithms/local_learning.py).
-    "local_critic": (LocalCritic.Settings, LocalCritic),
-    "critic_training": (CriticTrainingSettings, LocalCritic),
-    "dgl": (DGLSettings, LocalCritic),
-    "dni": (SyntheticGradients.Settings, SyntheticGradients),
-    "sub_model_backprop": (SubModelBackprop.Settings, SubModelBackprop),  # Table 4's comparison
-}
+from algorithms import backprop, data_parallel, local_learning, pipeline, stale_gradient, sub_model_backprop  # noqa: F401

@@ -113,9 +113,9 @@ def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
 
 def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per worker of each run that left a summary: rank, peak_memory_bytes and
-    baseline_memory_bytes (the process before data and model were built), bytes_sent,
-    iteration_s (median time inside train_step), and, where the algorithm reports them,
-    compute_s and wait_s per iteration (communication wait)."""
+    baseline_memory_bytes (the process before data and model were built), bytes_sent, and per
+    iteration (steady medians, mpbench/parallel/clock.py): iteration_s (inside train_step),
+    wait_s (blocked on communication) and compute_s (where the algorithm marks computation)."""
     rows = []
     for _, run in runs.iterrows():
         path = Path(run["path"]) / "summary.json"
@@ -126,13 +126,18 @@ def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
         baseline = summary.get("baseline_memory_bytes_per_worker") or []
         sent = summary.get("bytes_sent_per_worker") or []
         iteration = summary.get("iteration_s_per_worker") or []
+        compute = summary.get("compute_s_per_worker") or []
+        wait = summary.get("wait_s_per_worker") or []
         facts = summary.get("algorithm_facts_per_worker") or []
         for rank in range(len(memory)):
-            f = (facts[rank] if rank < len(facts) else None) or {}
+            f = (facts[rank] if rank < len(facts) else None) or {}  # where records before the clock kept them
+
+            def at(values: list, old_key: str):
+                return values[rank] if rank < len(values) else f.get(old_key)
             rows.append({"run": run["run"], "rank": rank, "peak_memory_bytes": memory[rank],
                          "baseline_memory_bytes": baseline[rank] if rank < len(baseline) else None,
                          "bytes_sent": sent[rank] if rank < len(sent) else None,
                          "iteration_s": iteration[rank] if rank < len(iteration) else None,
-                         "compute_s": f.get("compute_s_per_iter"), "wait_s": f.get("wait_s_per_iter")})
+                         "compute_s": at(compute, "compute_s_per_iter"), "wait_s": at(wait, "wait_s_per_iter")})
     return pd.DataFrame(rows, columns=["run", "rank", "peak_memory_bytes", "baseline_memory_bytes", "bytes_sent",
                                        "iteration_s", "compute_s", "wait_s"])

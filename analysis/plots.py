@@ -3,7 +3,8 @@ columns `analysis.derive` adds, and a `label` per run) and returns a matplotlib 
 notebooks call the same functions.
 
 Conventions kept in every figure: one colour per algorithm, the same in every plot and every
-sweep (its place among the registered algorithms); points measured with more workers x threads
+sweep (its place in ALGORITHMS below, a table of names tested equal to the registered ones, so
+that the report reads records without importing any training code); points measured with more workers x threads
 than cores are drawn hollow and named "oversubscribed" in the legend, so that a CPU artefact is
 not read as an algorithm's scaling; failed runs are absent from the curves but listed in the
 report's table.
@@ -19,13 +20,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from algorithms import ALGORITHMS
 from analysis.derive import Metric
 
 # Figures are made without pyplot: no GUI backend, no global figure list; `Figure.savefig` draws
 # with Agg, and a notebook shows a returned Figure (after %matplotlib inline).
 PALETTE = matplotlib.colormaps["tab20"].colors
-ORDER = sorted(ALGORITHMS)
+# Every registered algorithm, by family (tests/test_imports.py checks it against the registry).
+ALGORITHMS = ("backprop", "data_parallel", "pipeline", "hypar", "ddg", "features_replay", "ouroboros",
+              "local_critic", "critic_training", "dgl", "dni", "sub_model_backprop")
 LINESTYLES = ("-", "--", ":", "-.")
 MIB = 2 ** 20
 OVERSUBSCRIBED = Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="0.3",
@@ -34,8 +36,9 @@ OVERSUBSCRIBED = Line2D([], [], marker="o", linestyle="none", markerfacecolor="n
 
 def colour(algorithm: str):
     """The algorithm's colour in every figure: tab20's strong tones first, then its light ones;
-    a name that is not registered gets one after the registered ones."""
-    index = ORDER.index(algorithm) if algorithm in ORDER else len(ORDER) + zlib.crc32(algorithm.encode()) % 8
+    a name that is not in ALGORITHMS gets one after theirs."""
+    known = ALGORITHMS
+    index = known.index(algorithm) if algorithm in known else len(known) + zlib.crc32(algorithm.encode()) % 8
     return PALETTE[(2 * index) % 20 + (index // 10) % 2]
 
 

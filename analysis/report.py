@@ -9,7 +9,7 @@ writes into `<sweep dir>/report/` (or `--out`):
     speedup.png, throughput.png, convergence_step.png, convergence_time.png,
     final_quality.png, time_to_target.png, memory.png, time_breakdown.png
 
-The Hydra callback at the end of a multirun (`mpbench.sweep.SweepSummary`) calls `build_report`
+The Hydra callback at the end of a multirun (`analysis.sweep_callback.SweepSummary`) calls `build_report`
 on the sweep directory; several sweeps, or a whole results tree, can be merged from here.
 """
 

@@ -6,7 +6,7 @@ resnet20 (CIFAR-10).
                                               [--data-dir ../shared/datasets]
 
 One thread per worker, all runs alternating in one invocation. Beside each speed-up stands the
-spec's bound for the synchronous schedule (local_critic.md §6): with N equal groups, forward F and
+bound for the synchronous schedule (docs/algorithms/local_learning.md §12): with N equal groups, forward F and
 backward 2F each, an iteration takes N*F + 2F against backprop's 3*N*F, i.e. 3N/(N+2) = 1.5x for
 N = 2 (critic cost and communication ignored). The pipelined variant (§5) removes the wait for the
 critic's target, so an iteration tends to max_i(F_i + B_i + C_i) = 3F: up to N x.
@@ -50,17 +50,16 @@ def main() -> None:
     results = time_per_iteration(configs, common, args.rounds)
     bounds = {"local_critic": 3 * GROUPS / (GROUPS + 2), "pipelined": float(GROUPS)}
     print(f"1 thread per worker, {args.steps} steps, median of {args.rounds} alternating rounds")
-    print("compute = median time per iteration in train_step minus its waits on receives, per worker;")
+    print("compute = median time per iteration in forward, backward and loss computations, per worker;")
     print("compute-bound speed-up = backprop / the slowest worker's compute (what removing every wait gives)")
-    print(f"{'configuration':<28} {'ms/iter':>8} {'speed-up':>9} {'spec bound':>10} {'compute (ms)':>14} "
+    print(f"{'configuration':<28} {'ms/iter':>8} {'speed-up':>9} {'bound':>10} {'compute (ms)':>14} "
           f"{'compute-bound':>13}")
     for workload in args.workloads:
         reference = results[f"{workload} backprop"]["seconds"]
         for name in (f"{workload} backprop", f"{workload} local_critic N={GROUPS}", f"{workload} pipelined d=1"):
             seconds = results[name]["seconds"]
             bound = next((b for key, b in bounds.items() if key in name), None)
-            facts = results[name]["summary"]["algorithm_facts_per_worker"]
-            compute = [f["compute_s_per_iter"] for f in facts if f.get("compute_s_per_iter") is not None]
+            compute = [c for c in results[name]["summary"].get("compute_s_per_worker") or [] if c is not None]
             shown = f"{bound:9.2f}x" if bound else "         -"
             per_worker = ", ".join(f"{c * 1e3:.0f}" for c in compute) if compute else "-"
             compute_bound = f"{reference / max(compute):12.2f}x" if compute else "            -"

@@ -6,7 +6,7 @@ on one worker.
 
 gpt_small on tiny-shakespeare (seq 128, batch 32), one thread per worker, all runs alternating in
 one invocation. Prints each speed-up beside its analytic ideal: p*m/(m+p-1) for a p-stage pipeline
-with m micro-batches (spec hybrid_and_pipeline.md §1.2), R for R replicas (before all-reduce cost),
+with m micro-batches (docs/algorithms/pipeline.md §2), R for R replicas (before all-reduce cost),
 and the measured bubble per worker beside the analytic one.
 """
 

@@ -1,5 +1,5 @@
 """Does staleness cost accuracy? Eval loss of `ouroboros` with K = 2..5 modules against `backprop`
-after the same number of steps on the same batches (spec stale_gradient.md §14, "accuracy vs K").
+after the same number of steps on the same batches (docs/algorithms/stale_gradient.md §10).
 
     python -m benchmarks.stale_convergence [--steps 300] [--model gpt_mini] [OVERRIDE ...]
 

@@ -5,7 +5,7 @@ one worker and `pipeline` 1F1B on 2 workers.
     python -m benchmarks.stale_gradient_speedup [--steps 12] [--rounds 2]
 
 gpt_small on tiny-shakespeare (seq 128, batch 32), one thread per worker, all runs alternating in
-one invocation. Beside each speed-up stands its critical-path bound (spec stale_gradient.md §10.7):
+one invocation. Beside each speed-up stands its critical-path bound (docs/algorithms/stale_gradient.md §10):
 the forward stays locked, so an iteration takes at least the busiest worker's compute (its
 modules' forward and backward, measured in the same run) plus its transfers, here estimated at
 2 GB/s per direction (gloo on loopback, shared/docs/MEASUREMENTS.md).
@@ -26,11 +26,11 @@ CONFIGS = {
 
 def critical_path_s(summary: dict, steps: int) -> float | None:
     """max over workers of (compute per iteration + bytes sent per iteration / bandwidth)."""
-    facts = summary.get("algorithm_facts_per_worker") or []
-    if not facts or any(f is None or f.get("compute_s_per_iter") is None for f in facts):
+    compute = summary.get("compute_s_per_worker") or []
+    if not compute or any(c is None for c in compute):
         return None
     sent = summary["bytes_sent_per_worker"]
-    return max(f["compute_s_per_iter"] + b / steps / GLOO_BYTES_PER_S for f, b in zip(facts, sent))
+    return max(c + b / steps / GLOO_BYTES_PER_S for c, b in zip(compute, sent))
 
 
 def main() -> None:
@@ -44,9 +44,8 @@ def main() -> None:
     for name, result in results.items():
         seconds = result["seconds"]
         bound = critical_path_s(result["summary"], args.steps)
-        per_worker = ", ".join(f"{f['compute_s_per_iter'] * 1e3:.0f}"
-                               for f in result["summary"]["algorithm_facts_per_worker"] or []
-                               if f and f.get("compute_s_per_iter") is not None)
+        per_worker = ", ".join(f"{c * 1e3:.0f}" for c in result["summary"].get("compute_s_per_worker") or []
+                               if c is not None)
         bound_text = f"{reference / bound:6.2f}x" if bound else "      -"
         print(f"{name:<27} {seconds * 1e3:8.1f} {reference / seconds:11.2f}x {pipeline / seconds:11.2f}x "
               f"{bound_text}  {per_worker}")

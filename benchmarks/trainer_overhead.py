@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+import models  # noqa: F401 (registers the models)
 from algorithms.backprop import Backprop
-from models import build_model
-from mpbench.algorithm import Worker
+from mpbench.algorithm import BuildContext, Worker
 from mpbench.config import run_spec_from
 from mpbench.data import load_dataset
 from mpbench.metrics_log import MetricsLog
@@ -38,7 +38,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments"
 def harness_seconds(model, data, spec, steps: int, out_dir: Path) -> float:
     worker = Worker(0, 1, torch.device("cpu"), torch.float32, Transport(0, 1, spec.timeout_s))
     example = data.train_batch(0, spec.batch_size)[0]
-    algorithm = Backprop(model, worker, spec.optimizer, spec.algorithm_settings, example)
+    algorithm = Backprop(BuildContext(model, worker, spec.optimizer, spec.algorithm_settings, example))
     sink = MetricsLog(out_dir, spec.logger, "bench", {})
     trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=steps,
                       batch_size=spec.batch_size, eval_every=steps, eval_batches=1, metrics_sink=sink)
@@ -75,9 +75,9 @@ def main() -> None:
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         spec = run_spec_from(compose("config", overrides=[f"model={args.model}", "algorithm=backprop"]))
-    data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
+    data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed, cache_dir=spec.cache_path)
     torch.manual_seed(spec.seed)
-    initial = build_model(spec.model, spec.model_settings, data.info)
+    initial = spec.build_model(spec.model_settings, data.info)
 
     ratios, harness_times, bare_times = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

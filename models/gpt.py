@@ -20,6 +20,8 @@ on each and sums the two gradient contributions.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -27,35 +29,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mpbench.blocks import BlockModel, TiedParameter
 from mpbench.data.base import DataInfo
-from models.blocks import BlockModel, TiedParameter
+from mpbench.settings import Settings
+from models.heads import ShapedHeads
 
 INIT_STD = 0.02  # GPT-2's initialisation scale for every weight matrix and embedding
 
 
 @dataclass(frozen=True)
-class GPTSettings:
+class GPTSettings(Settings):
     """Shape of the Transformer; the vocabulary comes from the dataset."""
 
-    n_layer: int  # number of Transformer blocks
-    n_head: int  # attention heads per block; must divide d_model
-    d_model: int  # residual stream width
-    context: int  # maximum sequence length (size of the position embedding table)
-    dropout: float = 0.0  # on embeddings, attention weights and both residual branches
-    bias: bool = True  # biases in the Linear layers and LayerNorms (GPT-2 has them)
+    n_layer: int
+    """Number of Transformer blocks."""
+    n_head: int
+    """Attention heads per block; must divide d_model."""
+    d_model: int
+    """Residual stream width."""
+    context: int
+    """Maximum sequence length (the size of the position embedding table)."""
+    dropout: float = 0.0
+    """Dropout on the embeddings, the attention weights and both residual branches."""
+    bias: bool = True
+    """Biases in the Linear layers and LayerNorms (GPT-2 has them)."""
 
-    def __post_init__(self):
+    def validate(self):
         for key in ("n_layer", "n_head", "d_model", "context"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"gpt {key} must be a positive integer, got {value!r}")
+            if getattr(self, key) < 1:
+                raise ValueError(f"gpt {key} must be a positive integer, got {getattr(self, key)!r}")
         if self.d_model % self.n_head != 0:
             raise ValueError(f"gpt d_model must be divisible by n_head; got d_model={self.d_model}, "
                              f"n_head={self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"gpt dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"gpt bias must be true or false, got {self.bias!r}")
 
 
 class Embedding(nn.Module):
@@ -163,12 +170,8 @@ def build(settings: GPTSettings, data: DataInfo) -> BlockModel:
     layers = [TransformerBlock(settings) for _ in range(settings.n_layer)]
     head = Head(embedding.token.weight, settings)
     tie = TiedParameter("token_embedding", ((0, "token.weight"), (settings.n_layer + 1, "proj.weight")))
-    return BlockModel([embedding, *layers, head], task="lm", ties=(tie,))
-
-
-def block_like(block: TransformerBlock) -> TransformerBlock:
-    """A freshly initialised Transformer block of `block`'s width, heads, bias and dropout, its
-    residual projections scaled as in a one-block model (e.g. for a local head on the stream)."""
-    d_model = block.ln1.normalized_shape[0]
-    return TransformerBlock(GPTSettings(n_layer=1, n_head=block.attn.n_head, d_model=d_model, context=1,
-                                        dropout=block.attn.dropout, bias=block.ln1.bias is not None))
+    # A local head on the residual stream may hold fresh blocks like these, their residual
+    # projections scaled as in a one-block model (critic_blocks of the local-critic family).
+    one_block = dataclasses.replace(settings, n_layer=1)
+    heads = ShapedHeads(block=functools.partial(TransformerBlock, one_block))
+    return BlockModel([embedding, *layers, head], task="lm", ties=(tie,), heads=heads)

@@ -2,9 +2,9 @@
 
 Lee & Lee, "Local Critic Training of Deep Neural Networks" (ICLR 2019 submission, arXiv
 1805.01128, IJCNN 2019), Fig. 2a: a "VGG-like CNN with BN and ReLU, identical to Czarnecki et
-al. (2017)". The exact layers are a reconstruction (docs/algorithms/local_critic.md §7, from a
+al. (2017)". The exact layers are a reconstruction (docs/algorithms/local_learning.md §8, from a
 commented-out block of the authors' TensorFlow code) that reproduces every count of the paper's
-Table 5 under the counting rule below:
+Table 5 under its counting rule (algorithms/local_learning/exits.py):
 
     conv3x3 widths 64, 64 | 128, 128, 128 | 256, 256, 256 | 512, 512, 512
     each conv without bias, then BN, then ReLU; stride 2 on the first conv of the last three stages
@@ -14,7 +14,8 @@ Blocks: one per conv layer (11), then the FC head: 12 blocks, so that a critic "
 is attached to the output of block k - 1.
 
 Critic (paper: one conv layer plus an output FC layer; details from the authors' code): conv3x3
-with 128 filters and bias, ReLU, flatten, linear to the classes; no pooling, no BN.
+with 128 filters and bias, ReLU, flatten, linear to the classes; no pooling, no BN
+(`models.heads.make_critic`, which every model's local heads use on a feature map).
 """
 
 from __future__ import annotations
@@ -24,26 +25,30 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mpbench.blocks import BlockModel
 from mpbench.data.base import DataInfo
-from models.blocks import BlockModel, require_images
+from mpbench.settings import Settings
+from models.common import require_images
+from models.heads import CRITIC_WIDTH, ShapedHeads, init_weights, make_critic  # noqa: F401 (the paper's critic)
 
 WIDTHS = (64, 64, 128, 128, 128, 256, 256, 256, 512, 512, 512)
 STRIDES = (1, 1, 2, 1, 1, 2, 1, 1, 2, 1, 1)
-CRITIC_WIDTH = 128
 
 
 @dataclass(frozen=True)
-class LCVGGSettings:
-    """Defaults are the paper's network; `width_divisor` shrinks it for reduced-scale runs (§15)."""
+class LCVGGSettings(Settings):
+    """Defaults are the paper's network; `width_divisor` shrinks it for reduced-scale runs."""
 
-    width_divisor: int = 1  # every conv width is divided by this (must divide 64)
-    # The authors' TF code uses BN decay 0.997, i.e. PyTorch momentum 0.003, and epsilon 1e-5.
+    width_divisor: int = 1
+    """Every conv width is divided by this (a divisor of 64)."""
     bn_momentum: float = 0.003
+    """BatchNorm momentum: the authors' TF code's decay 0.997."""
     bn_eps: float = 1e-5
+    """BatchNorm epsilon, as the authors' TF code."""
 
-    def __post_init__(self):
+    def validate(self):
         d = self.width_divisor
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1 or 64 % d != 0:
+        if d < 1 or 64 % d != 0:
             raise ValueError(f"lc_vgg width_divisor must be a positive divisor of 64 (1, 2, 4, ..., 64); "
                              f"got {d!r}")
         if not 0.0 < self.bn_momentum <= 1.0:
@@ -74,14 +79,6 @@ class Classifier(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def init_weights(module: nn.Module) -> None:
-    """Xavier (Glorot) uniform weights and zero biases, as the paper states (TF's default)."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
 def feature_shapes(settings: LCVGGSettings, data: DataInfo) -> list[tuple[int, int, int]]:
     """(C, H, W) of the output of each of the 11 conv blocks, e.g. to size a critic after conv k."""
     _, h, w = data.input_shape
@@ -105,36 +102,4 @@ def build(settings: LCVGGSettings, data: DataInfo) -> BlockModel:
     blocks.append(Classifier(c * h * w, data.num_classes))
     for block in blocks:
         block.apply(init_weights)
-    return BlockModel(blocks, task="classification")
-
-
-def make_critic(in_channels: int, spatial: int | tuple[int, int], num_classes: int,
-                width: int = CRITIC_WIDTH) -> nn.Sequential:
-    """The paper's local critic for a (in_channels, H, W) feature map: conv3x3 (bias) - ReLU - FC.
-
-    `spatial` is H (= W) or (H, W) of the feature map; `width` is the critic conv's filters.
-    """
-    h, w = (spatial, spatial) if isinstance(spatial, int) else spatial
-    critic = nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1, bias=True),  # stride 1, same padding
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(width * h * w, num_classes),
-    )
-    critic.apply(init_weights)
-    return critic
-
-
-def count_parameters_lc_rule(module: nn.Module) -> int:
-    """Table 5's "parameters": every trainable parameter (conv weights and biases, BN gamma and
-    beta, FC weight and bias), each counted once. BN running statistics are buffers, not counted."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def count_flop_lc_rule(module: nn.Module) -> int:
-    """Table 5's "FLOP": 2 x the number of conv and FC weights (biases and BN excluded).
-
-    This is the paper's accounting (local_critic.md §7), not the real cost of a forward pass,
-    which for the main network is hundreds of MFLOPs.
-    """
-    return 2 * sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    return BlockModel(blocks, task="classification", heads=ShapedHeads())

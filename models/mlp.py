@@ -15,29 +15,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from typing import Literal
+
+from mpbench.blocks import BlockModel
 from mpbench.data.base import DataInfo
-from models.blocks import BlockModel
+from mpbench.settings import Settings
+from models.heads import ShapedHeads
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
 
 
 @dataclass(frozen=True)
-class MLPSettings:
-    hidden: tuple[int, ...] = (64, 64)  # width of each hidden layer; () gives a linear classifier
-    activation: str = "tanh"  # one of ACTIVATIONS
+class MLPSettings(Settings):
+    """A multilayer perceptron."""
 
-    def __post_init__(self):
-        # Accept any sequence (a YAML list arrives as a list) but store a tuple: settings are frozen.
-        try:
-            hidden = tuple(self.hidden)
-        except TypeError:
-            raise ValueError(f"mlp hidden must be a list of positive integers, got {self.hidden!r}") from None
-        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-            raise ValueError(f"mlp hidden must be a list of positive integers, got {self.hidden!r}")
-        object.__setattr__(self, "hidden", hidden)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"mlp activation must be one of {', '.join(ACTIVATIONS)}; "
-                             f"got {self.activation!r}")
+    hidden: tuple[int, ...] = (64, 64)
+    """Width of each hidden layer; [] gives a linear classifier."""
+    activation: Literal["tanh", "relu", "gelu", "sigmoid"] = "tanh"
+    """The hidden layers' activation (smooth ones keep float64 comparisons away from kinks)."""
+
+    def validate(self):
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"mlp hidden must be a list of positive integers, got {list(self.hidden)}")
 
 
 class Dense(nn.Module):
@@ -65,4 +64,4 @@ def build(settings: MLPSettings, data: DataInfo) -> BlockModel:
     last = len(widths) - 2
     blocks = [Dense(widths[i], widths[i + 1], None if i == last else settings.activation, flatten=i == 0)
               for i in range(last + 1)]
-    return BlockModel(blocks, task="classification")
+    return BlockModel(blocks, task="classification", heads=ShapedHeads())

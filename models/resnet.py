@@ -28,26 +28,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from typing import Literal
+
+from mpbench.blocks import BlockModel
 from mpbench.data.base import DataInfo
-from models.blocks import BlockModel, require_images
+from mpbench.settings import Settings
+from models.common import require_images
+from models.heads import ShapedHeads
 
 BOTTLENECK_DEPTHS = (164, 1001)  # the "Identity Mappings" paper's CIFAR networks
-BLOCK_KINDS = ("auto", "basic", "preact_bottleneck")
 
 
 @dataclass(frozen=True)
-class ResNetSettings:
-    """`depth` counts weighted layers (convs + the FC layer), as in the papers' names."""
+class ResNetSettings(Settings):
+    """A CIFAR ResNet."""
 
     depth: int
-    # "auto": pre-activation bottleneck for depths 164 and 1001, basic blocks otherwise.
-    block: str = "auto"
+    """Weighted layers (convs + the FC layer), as in the papers' names: 6n + 2 (basic) or 9n + 2 (bottleneck)."""
+    block: Literal["auto", "basic", "preact_bottleneck"] = "auto"
+    """auto: pre-activation bottleneck for depths 164 and 1001, basic blocks otherwise."""
 
-    def __post_init__(self):
-        if self.block not in BLOCK_KINDS:
-            raise ValueError(f"resnet block must be one of {', '.join(BLOCK_KINDS)}; got {self.block!r}")
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int):
-            raise ValueError(f"resnet depth must be an integer, got {self.depth!r}")
+    def validate(self):
         if self.kind == "basic" and (self.depth < 8 or (self.depth - 2) % 6 != 0):
             raise ValueError(f"resnet depth with basic blocks must be 6n + 2 (e.g. 20, 56, 110), "
                              f"or 164 / 1001 for pre-activation bottlenecks; got {self.depth}")
@@ -185,4 +186,4 @@ def build(settings: ResNetSettings, data: DataInfo) -> BlockModel:
     blocks.append(Head(c, data.num_classes, pre_activation=not basic))
     for block in blocks:
         block.apply(init_weights)
-    return BlockModel(blocks, task="classification")
+    return BlockModel(blocks, task="classification", heads=ShapedHeads())

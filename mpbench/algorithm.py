@@ -1,42 +1,64 @@
 """The interface every training algorithm implements.
 
 The trainer (`mpbench.trainer`) owns everything common to all methods: the batches, the LR
-schedule, evaluation, metrics and records. An algorithm owns two things only:
+schedule, evaluation, metrics, checkpoints and records. An algorithm owns two things:
 
-1. placement: which blocks of the model live on this worker, built in `__init__`;
+1. placement: which blocks of the model live on this worker, chosen in `__init__` (and named in
+   `owned_blocks`, so that `model_state` needs no code of its own);
 2. one training iteration on this worker: `train_step`.
 
-Adding an algorithm is one module under `algorithms/` that subclasses `Algorithm`, plus one
-YAML file under `experiments/algorithm/`. The trainer never branches on an algorithm's name.
+An algorithm is one module under `algorithms/` that subclasses `Algorithm` and registers itself
+(`mpbench.registry.register_algorithm`), plus one YAML file under `experiments/algorithm/`. The
+trainer never branches on an algorithm's name. docs/extending.md walks through one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import torch
 
+from mpbench.blocks import BlockModel, EvalTotals
 from mpbench.config import OptimizerSpec, RunSpec
+from mpbench.parallel.clock import IterationClock
+from mpbench.parallel.split import owned_state
+from mpbench.settings import Settings
 from mpbench.transport import Transport
-from models.blocks import BlockModel, EvalTotals
 
 
 @dataclass(frozen=True)
-class NoSettings:
+class NoSettings(Settings):
     """For algorithms without settings of their own."""
 
 
 @dataclass
 class Worker:
-    """What an algorithm knows about the worker it runs on."""
+    """What an algorithm knows about the worker it runs on. It communicates only through
+    `transport` (every wait has the run's timeout, every byte is counted) and marks its
+    computation on `clock` (`with worker.clock.computing(): ...`)."""
 
     rank: int
     world_size: int
     device: torch.device
     dtype: torch.dtype
     transport: Transport
+    clock: IterationClock = field(default_factory=IterationClock)
+
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class BuildContext(Generic[S]):
+    """What an algorithm is built from on one worker."""
+
+    model: BlockModel  # the whole model, identically initialised on every worker
+    worker: Worker
+    optimizer: OptimizerSpec  # for the model's parameters
+    settings: S  # the algorithm's own settings
+    example_inputs: torch.Tensor  # one global batch of inputs, for profiling or message shapes
 
 
 @dataclass(frozen=True)
@@ -51,22 +73,26 @@ class StepLoss:
     rows: int
 
 
-class Algorithm(ABC):
+class Algorithm(ABC, Generic[S]):
     """One training method as seen by one worker."""
 
-    Settings: ClassVar[type] = NoSettings
+    @classmethod
+    def check(cls, run: RunSpec, model: BlockModel) -> None:
+        """Raise ConfigError (one line) if this algorithm cannot run `run` on `model` (built on
+        the meta device: its blocks, ties and heads, no weights). Called before any worker starts."""
 
     @classmethod
-    def check(cls, run: RunSpec, num_blocks: int) -> None:
-        """Raise ConfigError (one line) if this algorithm cannot run `run` on a model of
-        `num_blocks` blocks, e.g. for its worker count. Called before any worker starts."""
+    def create(cls, context: BuildContext[S]) -> Algorithm[S]:
+        """The object that runs this algorithm on one worker (a family may pick one of several)."""
+        return cls(context)
 
-    def __init__(self, model: BlockModel, worker: Worker, optimizer: OptimizerSpec, settings,
-                 example_inputs: torch.Tensor):
-        """Keep the blocks this worker owns; `model` is the whole model, identically
-        initialised on every worker, so every placement starts from the same weights.
-        `example_inputs` is one global batch of inputs (for profiling or shape inference)."""
-        self.worker = worker
+    def __init__(self, context: BuildContext[S]):
+        """Keep the blocks this worker owns; every worker receives the whole model, identically
+        initialised, so every placement starts from the same weights."""
+        self.model = context.model
+        self.worker = context.worker
+        self.settings = context.settings
+        self.owned_blocks: list[int] = []
 
     @abstractmethod
     def batch_rows(self, batch_size: int) -> slice | None:
@@ -84,50 +110,33 @@ class Algorithm(ABC):
         Every worker is called with the same batches; contributions are summed across workers.
         """
 
-    @abstractmethod
     def model_state(self) -> dict[str, torch.Tensor]:
         """The parameters and buffers this worker holds, named as in the whole model's
-        state_dict (e.g. "blocks.3.attn.qkv.weight"), for saving and for equivalence tests."""
+        state_dict (e.g. "blocks.3.attn.qkv.weight"), plus `extra_state()`: for saving, the
+        per-step non-finite check and equivalence tests."""
+        return {**owned_state(self.model, self.owned_blocks), **self.extra_state()}
 
-    def summary(self) -> dict:
-        """Algorithm-specific facts for the run summary (e.g. stashed versions, split)."""
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Trained tensors outside the model's blocks (e.g. local critics, "critics.0.weight")."""
         return {}
 
-    # Checkpoints (`checkpoint_every`, `resume`). An algorithm that captures its whole state
-    # between two steps overrides all three; the resumed run then equals the uninterrupted one.
+    def facts(self) -> dict:
+        """Algorithm-specific facts for the run summary (e.g. the split, stashed versions)."""
+        return {}
+
+    # Checkpoints (`checkpoint_every`, `resume`), torch's Stateful pair. An algorithm that captures
+    # its whole state between two steps overrides all three; the resumed run equals the uninterrupted one.
 
     @classmethod
     def checkpoint_gap(cls, settings) -> str | None:
         """Why a run with `settings` cannot be checkpointed (one phrase), or None if it can."""
         return "its training state is not captured yet"
 
-    def training_state(self) -> dict:
+    def state_dict(self) -> dict:
         """Everything this worker needs to go on exactly from the end of the last step: weights,
         buffers, optimizer states and what it keeps between steps; tensors and plain data only."""
         raise NotImplementedError
 
-    def load_training_state(self, state: dict) -> None:
-        """Restore what `training_state` returned (on a freshly built algorithm)."""
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned (on a freshly built algorithm)."""
         raise NotImplementedError
-
-
-class OneModuleAndOptimizer:
-    """Checkpoints of an algorithm whose whole training state is one module and one optimizer
-    (`backprop`, `data_parallel`, `sub_model_backprop`): mix in before `Algorithm` and say which
-    in `trained_module_and_optimizer`."""
-
-    def trained_module_and_optimizer(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        raise NotImplementedError
-
-    @classmethod
-    def checkpoint_gap(cls, settings) -> None:
-        return None
-
-    def training_state(self) -> dict:
-        module, optimizer = self.trained_module_and_optimizer()
-        return {"model": module.state_dict(), "optimizer": optimizer.state_dict()}
-
-    def load_training_state(self, state: dict) -> None:
-        module, optimizer = self.trained_module_and_optimizer()
-        module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])

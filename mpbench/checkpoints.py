@@ -8,7 +8,7 @@ run keeps one checkpoint. Files are written under a temporary name and renamed i
 read with `torch.load(weights_only=True)`, so a checkpoint holds tensors and plain data only and
 loading one runs no pickled code.
 
-What a worker's state holds is the algorithm's business (`Algorithm.training_state`): weights,
+What a worker's state holds is the algorithm's business (`Algorithm.state_dict`): weights,
 buffers, optimizer states and whatever it keeps between steps. The trainer adds the RNG states,
 the step, and on rank 0 the metrics recorded so far. The data position is the step itself:
 batch t is a pure function of the seed and t.

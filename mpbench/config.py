@@ -1,222 +1,240 @@
 """From the Hydra config to typed, validated objects, once, at the edge.
 
 `run_spec_from(cfg)` is the only place that reads the Hydra/OmegaConf tree. Everything below it
-(launch, trainer, algorithms, models, datasets) takes plain typed arguments. Each error raised
-here is one line that names the bad key and says what would be valid.
+(launch, trainer, algorithms, models, datasets) takes plain typed arguments. Every section is a
+`Settings` dataclass (mpbench/settings.py): the top-level keys are `RunSettings`, the groups are
+the registered algorithm's, model's and dataset's settings, `OptimizerSpec` and `LoggerSpec`.
+Each error raised here is one line that names the bad key and says what would be valid.
+docs/configuration.md lists every key; it is generated from the field docstrings below
+(`python -m mpbench.config_docs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import types
 import typing
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
 
 from mpbench.errors import ConfigError
+from mpbench.settings import Settings, check_type, positive
 
-DTYPES = ("float32", "float64", "bfloat16")
-DEVICES = ("auto", "cpu", "cuda")
-FAULT_KINDS = ("raise", "exit", "nan_loss", "nan_gradient")
+GROUPS = ("algorithm", "model", "dataset", "optimizer", "logger")
 
 
 def settings_from(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build the frozen dataclass `cls` from `values`, with one-line errors naming `where.key`.
+    """Build the settings dataclass `cls` from `values`, with one-line errors naming `where.key`.
 
-    Lists become tuples (settings are frozen). A ValueError from the dataclass's own checks
-    (`__post_init__`) is re-raised as a ConfigError prefixed with `where`.
+    A mapping given to a field whose type is a settings class is built into that class (the
+    `report` and `fault` sections). Errors of the class's own checks are prefixed with `where`.
     """
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
+    prefix = f"{where}." if where else ""
     if unknown:
         valid = ", ".join(known) or "none"
-        raise ConfigError(f"unknown key {where}.{unknown[0]}; valid keys of {where}: {valid}")
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; valid keys{' of ' + where if where else ''}: {valid}")
     hints = typing.get_type_hints(cls)
     converted = {}
     for name, value in values.items():
+        section = _settings_class(hints[name])
+        if section is not None and isinstance(value, dict):
+            value = settings_from(section, value, prefix + name)
         if isinstance(value, list):
             value = tuple(value)
-        _check_type(value, hints[name], f"{where}.{name}")
+        try:
+            check_type(value, hints[name], prefix + name)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         converted[name] = value
     try:
         return cls(**converted)
     except ConfigError:
         raise
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{where}: {err}") from None
+        text = str(err)
+        if not where:
+            raise ConfigError(text) from None
+        # "lr must be positive" about the optimizer reads as "optimizer.lr must be positive".
+        raise ConfigError(f"{where}.{text}" if text.split(" ")[0] in known else f"{where}: {text}") from None
 
 
-def _check_type(value: Any, hint: Any, key: str) -> None:
-    """Reject values of the wrong type (e.g. gpus='two') before they reach the code."""
-    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    allowed = typing.get_args(hint) if is_union else (hint,)
-    for option in allowed:
-        origin = typing.get_origin(option) or option
-        if option is type(None) and value is None:
-            return
-        if origin is typing.Any:
-            return
-        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return
-        if origin in (str, bool, tuple) and isinstance(value, origin):
-            return
-        if origin is Path and isinstance(value, (str, Path)):
-            return
-    names = " or ".join(getattr(typing.get_origin(o) or o, "__name__", str(o)) for o in allowed)
-    raise ConfigError(f"{key} must be {names}, got {value!r}")
+def _settings_class(hint: Any) -> type | None:
+    """The settings dataclass among the options of `hint` (e.g. FaultSpec in `FaultSpec | None`)."""
+    options = typing.get_args(hint) or (hint,)
+    return next((o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)), None)
 
 
 @dataclass(frozen=True)
-class OptimizerSpec:
+class OptimizerSpec(Settings):
     """An optimizer and its learning-rate schedule (`optimizer` config group)."""
 
-    name: str = "adamw"  # sgd | adam | adamw
+    name: Literal["sgd", "adam", "adamw"] = "adamw"
+    """The optimizer of the model's parameters (every algorithm; local modules have their own)."""
     lr: float = 1e-3
-    weight_decay: float = 0.0  # applied to matrices and kernels only (dim >= 2), as nanoGPT
-    momentum: float = 0.0  # sgd
-    nesterov: bool = False  # sgd
-    betas: tuple = (0.9, 0.999)  # adam, adamw
-    eps: float = 1e-8  # adam, adamw
-    schedule: str = "constant"  # constant | cosine | step
-    warmup_steps: int = 0  # linear warm-up from lr/warmup_steps to lr, before any schedule
-    min_lr_ratio: float = 0.0  # cosine: final lr as a fraction of lr
-    milestones: tuple = ()  # step: steps at which lr is multiplied by decay_factor
-    decay_factor: float = 0.1  # step
-    clip_norm: float | None = None  # max L2 norm of each clip group's gradient (see optim.py); null: none
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """Decoupled (adamw) or L2 (sgd, adam) weight decay, on matrices and kernels only (dim >= 2), as nanoGPT."""
+    momentum: float = 0.0
+    """SGD momentum."""
+    nesterov: bool = False
+    """SGD: Nesterov momentum."""
+    betas: tuple[float, ...] = (0.9, 0.999)
+    """Adam and AdamW: the two moment decay rates."""
+    eps: float = 1e-8
+    """Adam and AdamW: the denominator's epsilon."""
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    """Learning rate after warm-up: constant, cosine decay to min_lr_ratio x lr, or step decay at milestones."""
+    warmup_steps: int = 0
+    """Linear warm-up from lr / warmup_steps to lr over the first steps, before any schedule."""
+    min_lr_ratio: float = 0.0
+    """cosine: the final learning rate as a fraction of lr."""
+    milestones: tuple[int, ...] = ()
+    """step: the steps at which the learning rate is multiplied by decay_factor."""
+    decay_factor: float = 0.1
+    """step: the factor applied at each milestone."""
+    clip_norm: float | None = None
+    """Clip the gradients to this L2 norm; null: no clipping. What one norm covers depends on the family (docs/algorithms)."""
 
-    def __post_init__(self):
-        if self.name not in ("sgd", "adam", "adamw"):
-            raise ValueError(f"name must be one of sgd, adam, adamw; got {self.name!r}")
-        if self.schedule not in ("constant", "cosine", "step"):
-            raise ValueError(f"schedule must be one of constant, cosine, step; got {self.schedule!r}")
-        if not self.lr > 0:
+    def validate(self) -> None:
+        if not positive(self.lr):
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0 or self.warmup_steps < 0:
             raise ValueError("weight_decay, momentum and warmup_steps must be non-negative")
         if len(self.betas) != 2:
-            raise ValueError(f"betas must be two numbers, got {self.betas}")
+            raise ValueError(f"betas must be two numbers, got {list(self.betas)}")
         if any(m <= 0 for m in self.milestones):
-            raise ValueError(f"milestones must be positive steps, got {self.milestones}")
-        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"milestones must be positive steps, got {list(self.milestones)}")
+        if self.clip_norm is not None and not positive(self.clip_norm):
             raise ValueError(f"clip_norm must be a positive number or null, got {self.clip_norm}")
 
 
 @dataclass(frozen=True)
-class LoggerSpec:
+class LoggerSpec(Settings):
     """Where metrics go besides the run directory (`logger` config group)."""
 
-    name: str = "local"  # local | wandb
-    project: str = "mpbench"  # wandb
-    mode: str = "offline"  # wandb: offline | online | disabled
-
-    def __post_init__(self):
-        if self.name not in ("local", "wandb"):
-            raise ValueError(f"name must be local or wandb, got {self.name!r}")
-        if self.mode not in ("offline", "online", "disabled"):
-            raise ValueError(f"mode must be offline, online or disabled, got {self.mode!r}")
+    name: Literal["local", "wandb"] = "local"
+    """local: metrics.jsonl and summary.json only; wandb: also Weights & Biases."""
+    project: str = "mpbench"
+    """wandb: the project."""
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    """wandb: offline (files in the run directory, no network), online, or disabled."""
 
 
 @dataclass(frozen=True)
-class FaultSpec:
-    """Test hook: make worker `rank` fail at `step`: "raise", "exit" (hard), "nan_loss" (its loss
-    share is NaN) or "nan_gradient" (every gradient its optimizers apply in that step is NaN)."""
+class FaultSpec(Settings):
+    """Test hook: make worker `rank` fail at `step` (see docs/operations.md)."""
 
     rank: int = 0
+    """The worker that fails."""
     step: int = 0
-    kind: str = "raise"
-
-    def __post_init__(self):
-        if self.kind not in FAULT_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}; got {self.kind!r}")
+    """The step (1-based) at which it fails."""
+    kind: Literal["raise", "exit", "nan_loss", "nan_gradient"] = "raise"
+    """raise: an exception; exit: os._exit(3), no report; nan_loss: its loss share is NaN; nan_gradient: every gradient its optimizers apply in that step is NaN."""
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """Everything one training run needs, typed and checked."""
+class ReportSpec(Settings):
+    """The report a multirun writes into <sweep dir>/report (`python -m analysis.report`)."""
+
+    target: float | None = None
+    """Eval-metric target of "time to target"; null: the backprop reference's final metric, relaxed by target_margin."""
+    target_margin: float = 0.05
+    """Relaxation of the reference's final metric: x 1.05 for bits per char or perplexity, x 0.95 for accuracy."""
+
+    def validate(self) -> None:
+        if not 0 <= self.target_margin < 1:
+            raise ValueError(f"target_margin must be a fraction in [0, 1), got {self.target_margin!r}")
+
+
+@dataclass(frozen=True)
+class RunSettings(Settings):
+    """The top-level keys of experiments/config.yaml."""
+
+    gpus: int = 1
+    """Workers: GPUs, or gloo CPU processes when there are fewer GPUs than workers."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA with NCCL when there is one GPU per worker, else the CPU (with a notice); cuda fails without enough GPUs."""
+    threads_per_worker: int = 1
+    """CPU threads per worker: each worker is a fixed unit of compute, like a GPU."""
+    steps: int = 300
+    """Training iterations."""
+    batch_size: int = 32
+    """The global batch; algorithms split it between workers."""
+    seed: int = 0
+    """Model initialisation and batch order (identical for every algorithm)."""
+    eval_every: int = 100
+    """Evaluate on the held-out split every N steps and at the end."""
+    eval_batches: int = 8
+    """Held-out batches per evaluation (the same fixed set every time)."""
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
+    """The number format of parameters and activations."""
+    timeout_s: float = 300
+    """Limit of every wait between workers (group creation, collectives, receives); a dead peer fails the run."""
+    data_dir: str | None = None
+    """Datasets; null: $MPBENCH_DATA_DIR, else this repository's data/."""
+    cache_dir: str | None = None
+    """Decoded-image cache; null: $XDG_CACHE_HOME/mpbench or ~/.cache/mpbench."""
+    save_weights: bool = False
+    """Write each worker's final weights to weights/rank<r>.pt."""
+    checkpoint_every: int = 0
+    """Steps between checkpoints (checkpoints/step<s>/rank<r>.pt, the latest kept); 0: none."""
+    resume: bool = False
+    """Skip a run that finished ok with this config; continue an unfinished one from its checkpoint."""
+    divergence_patience: int = 0
+    """> 0: that many steps in a row with a loss above divergence_factor x its lowest so far end the run as diverged."""
+    divergence_factor: float = 2.0
+    """The loss spike factor of divergence_patience (a non-finite loss or weights end a run in any case)."""
+    fault: FaultSpec | None = None
+    """Test hook, e.g. {rank: 1, step: 3, kind: raise}."""
+    report: ReportSpec = ReportSpec()
+    """The sweep report's target for "time to target"."""
+
+    def validate(self) -> None:
+        for key in ("gpus", "steps", "batch_size", "eval_every", "eval_batches", "threads_per_worker"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be a non-negative integer (0: no checkpoints), "
+                             f"got {self.checkpoint_every!r}")
+        if not positive(self.timeout_s):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
+        if self.divergence_patience < 0:
+            raise ValueError(f"divergence_patience must be a non-negative integer (0: off), "
+                             f"got {self.divergence_patience!r}")
+        if not self.divergence_factor > 1:
+            raise ValueError(f"divergence_factor must be a number above 1, got {self.divergence_factor!r}")
+        for key in ("data_dir", "cache_dir"):
+            if getattr(self, key) == "":
+                raise ValueError(f"{key} must be a directory path or null, got ''")
+        if self.fault is not None and not 0 <= self.fault.rank < self.gpus:
+            raise ValueError(f"fault.rank must be a worker rank in 0..{self.gpus - 1}, got {self.fault.rank}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec(RunSettings):
+    """Everything one training run needs, typed and checked: the top-level keys and each group's
+    choice, its settings and what runs it (the registered class and build function)."""
 
     algorithm: str
     algorithm_settings: Any
+    algorithm_cls: type  # an mpbench.algorithm.Algorithm; travels to the workers by reference
     model: str
     model_settings: Any
+    build_model: Callable[[Any, Any], Any]  # (settings, DataInfo) -> BlockModel
     dataset: str
     dataset_settings: Any
-    optimizer: OptimizerSpec
-    logger: LoggerSpec
-    gpus: int
-    device: str
-    steps: int
-    batch_size: int
-    seed: int
-    eval_every: int
-    eval_batches: int
-    dtype: str
-    threads_per_worker: int
-    timeout_s: float
-    data_dir: Path
-    cache_dir: Path
-    save_weights: bool = False
-    fault: FaultSpec | None = None
-    checkpoint_every: int = 0  # steps between checkpoints; 0: none
-    resume: bool = False  # skip a finished identical run; continue an unfinished one from its checkpoint
-    divergence_patience: int = 0  # > 0: that many steps in a row with loss > divergence_factor x lowest: diverged
-    divergence_factor: float = 2.0
-
-
-def _check_top_level(cfg: dict) -> None:
-    def positive_int(key):
-        value = cfg[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-
-    for key in ("gpus", "steps", "batch_size", "eval_every", "eval_batches", "threads_per_worker"):
-        positive_int(key)
-    if not isinstance(cfg["seed"], int) or isinstance(cfg["seed"], bool) or cfg["seed"] < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {cfg['seed']!r}")
-    if cfg["dtype"] not in DTYPES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {cfg['dtype']!r}")
-    if cfg["device"] not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {cfg['device']!r}")
-    for key in ("save_weights", "resume"):
-        if not isinstance(cfg[key], bool):
-            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
-    every = cfg["checkpoint_every"]
-    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
-        raise ConfigError(f"checkpoint_every must be a non-negative integer (0: no checkpoints), got {every!r}")
-    timeout = cfg["timeout_s"]
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"timeout_s must be a positive number of seconds, got {timeout!r}")
-    patience = cfg.get("divergence_patience", 0)
-    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
-        raise ConfigError(f"divergence_patience must be a non-negative integer (0: off), got {patience!r}")
-    factor = cfg.get("divergence_factor", 2.0)
-    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 1:
-        raise ConfigError(f"divergence_factor must be a number above 1, got {factor!r}")
-    _check_report(cfg.get("report"))
-
-
-def _check_report(report: Any) -> None:
-    """The sweep report's keys, checked before any run starts rather than when the sweep ends."""
-    if report is None:
-        return
-    if not isinstance(report, dict) or set(report) - {"target", "target_margin"}:
-        raise ConfigError(f"report must be a mapping with keys target, target_margin; got {report!r}")
-    target, margin = report.get("target"), report.get("target_margin", 0.05)
-    if target is not None and (not isinstance(target, (int, float)) or isinstance(target, bool)):
-        raise ConfigError(f"report.target must be a number (the eval metric to reach) or null, got {target!r}")
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or not 0 <= margin < 1:
-        raise ConfigError(f"report.target_margin must be a fraction in [0, 1), got {margin!r}")
-
-
-def _directory(value: Any, key: str) -> Path | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ConfigError(f"{key} must be a directory path or null, got {value!r}")
-    return None if value is None else Path(os.path.expanduser(value)).resolve()
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    logger: LoggerSpec = field(default_factory=LoggerSpec)
+    data_path: Path = Path("data")  # data_dir resolved
+    cache_path: Path = Path(".cache")  # cache_dir resolved
 
 
 def _group(cfg: dict, group: str) -> tuple[str, dict]:
@@ -229,54 +247,33 @@ def _group(cfg: dict, group: str) -> tuple[str, dict]:
 
 def run_spec_from(cfg: DictConfig) -> RunSpec:
     """Turn the composed Hydra config into a RunSpec, or raise ConfigError with one line."""
-    # Imported here: the registries' modules import this one (for OptimizerSpec, RunSpec).
-    from algorithms import ALGORITHMS
-    from models import MODELS
     from mpbench.data import DATASETS, default_cache_dir
     from mpbench.data.registry import resolve_data_dir
+    from mpbench.registry import ALGORITHMS, MODELS, lookup
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
-    _check_top_level(plain)
+    top = settings_from(RunSettings, {k: v for k, v in plain.items() if k not in GROUPS}, "")
 
-    def choose(group: str, registry: dict) -> tuple[str, Any]:
-        name, values = _group(plain, group)
-        if name not in registry:
-            raise ConfigError(f"unknown {group} {name!r}; valid: {', '.join(sorted(registry))}")
-        settings_cls = registry[name][0]
-        return name, settings_from(settings_cls, values, group)
-
-    algorithm, algorithm_settings = choose("algorithm", ALGORITHMS)
-    model, model_settings = choose("model", MODELS)
-    dataset, dataset_settings = choose("dataset", DATASETS)
+    algorithm, algorithm_values = _group(plain, "algorithm")
+    algorithm_entry = lookup(ALGORITHMS, "algorithm", algorithm)
+    model, model_values = _group(plain, "model")
+    model_entry = lookup(MODELS, "model", model)
+    dataset, dataset_values = _group(plain, "dataset")
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(sorted(DATASETS))}")
     opt_name, opt_values = _group(plain, "optimizer")
-    optimizer = settings_from(OptimizerSpec, {"name": opt_name, **opt_values}, "optimizer")
     log_name, log_values = _group(plain, "logger")
-    logger = settings_from(LoggerSpec, {"name": log_name, **log_values}, "logger")
-    fault = plain.get("fault")
-    if fault is not None:
-        if not isinstance(fault, dict):
-            raise ConfigError(f"fault must be a mapping with rank, step, kind; got {fault!r}")
-        fault = settings_from(FaultSpec, fault, "fault")
-
-    spec = RunSpec(
-        algorithm=algorithm, algorithm_settings=algorithm_settings,
-        model=model, model_settings=model_settings,
-        dataset=dataset, dataset_settings=dataset_settings,
-        optimizer=optimizer, logger=logger,
-        gpus=plain["gpus"], device=plain["device"], steps=plain["steps"],
-        batch_size=plain["batch_size"], seed=plain["seed"], eval_every=plain["eval_every"],
-        eval_batches=plain["eval_batches"], dtype=plain["dtype"],
-        threads_per_worker=plain["threads_per_worker"], timeout_s=float(plain["timeout_s"]),
-        data_dir=resolve_data_dir(_directory(plain["data_dir"], "data_dir")),
-        cache_dir=_directory(plain["cache_dir"], "cache_dir") or default_cache_dir(),
-        save_weights=plain["save_weights"],
-        fault=fault,
-        checkpoint_every=plain["checkpoint_every"],
-        resume=plain["resume"],
-        divergence_patience=plain.get("divergence_patience", 0),
-        divergence_factor=float(plain.get("divergence_factor", 2.0)),
+    data_dir = None if top.data_dir is None else Path(os.path.expanduser(top.data_dir)).resolve()
+    cache_dir = None if top.cache_dir is None else Path(os.path.expanduser(top.cache_dir)).resolve()
+    return RunSpec(
+        **{f.name: getattr(top, f.name) for f in dataclasses.fields(RunSettings)},
+        algorithm=algorithm, algorithm_cls=algorithm_entry.cls,
+        algorithm_settings=settings_from(algorithm_entry.settings, algorithm_values, "algorithm"),
+        model=model, build_model=model_entry.build,
+        model_settings=settings_from(model_entry.settings, model_values, "model"),
+        dataset=dataset, dataset_settings=settings_from(DATASETS[dataset][0], dataset_values, "dataset"),
+        optimizer=settings_from(OptimizerSpec, {"name": opt_name, **opt_values}, "optimizer"),
+        logger=settings_from(LoggerSpec, {"name": log_name, **log_values}, "logger"),
+        data_path=resolve_data_dir(data_dir), cache_path=cache_dir or default_cache_dir(),
     )
-    if spec.fault is not None and not 0 <= spec.fault.rank < spec.gpus:
-        raise ConfigError(f"fault.rank must be a worker rank in 0..{spec.gpus - 1}, got {spec.fault.rank}")
-    return spec

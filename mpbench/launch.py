@@ -22,7 +22,6 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from algorithms import ALGORITHMS
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_json, environment_record, read_json, result_line, worker_report_path
@@ -161,7 +160,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
             step, saved = rank0["interrupted_at_step"], rank0.get("checkpointed_at_step")
             resume = (f"checkpoint at step {saved}: run it again with resume=true" if saved == step
                       else f"no checkpoint: {spec.algorithm} cannot checkpoint "
-                           f"({ALGORITHMS[spec.algorithm][1].checkpoint_gap(spec.algorithm_settings)})")
+                           f"({spec.algorithm_cls.checkpoint_gap(spec.algorithm_settings)})")
             summary.update(status="interrupted", interrupted_at_step=step,
                            reason=f"stopped by SIGTERM after step {step}; {resume}")
     if 0 in reports and "final" in reports[0]:
@@ -174,6 +173,8 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
     summary["peak_memory_bytes_per_worker"] = [r.get("peak_memory_bytes") for r in ranked]
     summary["baseline_memory_bytes_per_worker"] = [r.get("baseline_memory_bytes") for r in ranked]
     summary["iteration_s_per_worker"] = [r.get("iteration_s_median") for r in ranked]
+    summary["compute_s_per_worker"] = [r.get("compute_s_median") for r in ranked]
+    summary["wait_s_per_worker"] = [r.get("wait_s_median") for r in ranked]
     summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
     summary["environment"] = environment_record(REPO)
     summary.update(started_at=started, finished_at=time.time(), wall_time_s=time.time() - started)

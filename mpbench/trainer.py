@@ -30,7 +30,6 @@ import contextlib
 import math
 import os
 import resource
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,12 +40,13 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from tqdm import tqdm
 
 from mpbench.algorithm import Algorithm, StepLoss, Worker
+from mpbench.blocks import EvalTotals
 from mpbench.checkpoints import mark_complete, save_worker_state
 from mpbench.config import FaultSpec, OptimizerSpec
 from mpbench.data.base import DataInfo, Dataset
 from mpbench.optim import lr_at
+from mpbench.parallel.clock import steady_median
 from mpbench.transport import Pending
-from models.blocks import EvalTotals
 
 
 @dataclass
@@ -59,7 +59,6 @@ class TrainOutcome:
     checkpointed_at: int | None = None  # the last checkpoint this run wrote
     resumed_from: int | None = None  # the checkpoint step this run started from
     step_times_s: list[float] = field(default_factory=list)  # worker 0's loop period per step
-    iteration_times_s: list[float] = field(default_factory=list)  # this worker's train_step, per step
     final: dict = field(default_factory=dict)
 
 
@@ -238,10 +237,8 @@ class Trainer:
                 inputs, targets = to_device(x, device, dtype), to_device(y, device, dtype)
             poison = self._inject_fault(step)
             nan_gradient = self.fault is not None and self.fault.step == step and self.fault.kind == "nan_gradient"
-            iteration_started = time.perf_counter()
-            with gradients_made_nan() if nan_gradient else contextlib.nullcontext():
+            with self.worker.clock.iteration(), gradients_made_nan() if nan_gradient else contextlib.nullcontext():
                 share = self.algorithm.train_step(inputs, targets, lr)
-            outcome.iteration_times_s.append(time.perf_counter() - iteration_started)
             if poison and share is not None:
                 share = StepLoss(float("nan"), share.rows)
             self.step = step
@@ -290,8 +287,8 @@ class Trainer:
 
     def _save_checkpoint(self, step: int, outcome: TrainOutcome, last_eval: dict, loss: float) -> None:
         """Every worker saves its state at the end of `step`; rank 0 then marks it complete."""
-        state = {"step": step, "algorithm": self.algorithm.training_state(), "rng": torch.get_rng_state(),
-                 "step_times": list(outcome.step_times_s), "iteration_times": list(outcome.iteration_times_s),
+        state = {"step": step, "algorithm": self.algorithm.state_dict(), "rng": torch.get_rng_state(),
+                 "step_times": list(outcome.step_times_s), "clock": self.worker.clock.state_dict(),
                  "spikes": [self.spikes.lowest, self.spikes.in_a_row], "last_eval": last_eval, "loss": loss}
         if self.worker.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.worker.device)
@@ -307,14 +304,14 @@ class Trainer:
 
     def _restore(self, state: dict, outcome: TrainOutcome) -> tuple[int, dict, float]:
         """Continue from a checkpoint: the algorithm's state, RNG, timings and metrics so far."""
-        self.algorithm.load_training_state(state["algorithm"])
+        self.algorithm.load_state_dict(state["algorithm"])
         torch.set_rng_state(state["rng"])
         if "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.worker.device)
         if self.sink is not None:
             self.sink.file.rows = list(state["metrics"])
         outcome.step_times_s = list(state["step_times"])
-        outcome.iteration_times_s = list(state["iteration_times"])
+        self.worker.clock.load_state_dict(state["clock"])
         self.spikes.lowest, self.spikes.in_a_row = state["spikes"]
         outcome.steps_completed = self.step = state["step"]
         outcome.resumed_from = state["step"]
@@ -358,14 +355,6 @@ class Trainer:
         self.sink.log(row)
         if flush:
             self.sink.flush()
-
-
-def steady_median(times_s: list[float]) -> float | None:
-    """The median without the first step when there are more than two (it pays one-off costs:
-    allocator warm-up, DDP bucket set-up)."""
-    if not times_s:
-        return None
-    return statistics.median(times_s[1:] if len(times_s) > 2 else times_s)
 
 
 def timing_summary(step_times_s: list[float], batch_size: int, info: DataInfo) -> dict:

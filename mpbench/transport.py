@@ -1,18 +1,22 @@
 """A worker's communication with the others: torch.distributed, with a timeout on every wait.
 
 All traffic of an algorithm goes through a `Transport` so that (1) no wait can hang: a dead or
-wedged peer ends the run with an error naming the ranks, and (2) the bytes each worker sends are
-counted the same way for every algorithm. Harness traffic (the per-step loss reduction, result
-gathering) uses the same timeouts but is not counted.
+wedged peer ends the run with an error naming the ranks, (2) the bytes each worker sends are
+counted the same way for every algorithm, and (3) the time it waits is given to the worker's
+`IterationClock`. Harness traffic (the per-step loss reduction, result gathering) uses the same
+timeouts but is not counted.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+from mpbench.parallel.clock import IterationClock
 
 
 class PeerTimeout(RuntimeError):
@@ -33,16 +37,21 @@ class Pending:
 
 
 class Transport:
-    def __init__(self, rank: int, world_size: int, timeout_s: float, group=None):
+    def __init__(self, rank: int, world_size: int, timeout_s: float, group=None,
+                 clock: IterationClock | None = None):
         self.rank = rank
         self.world_size = world_size
         self.timeout = timedelta(seconds=timeout_s)
         self.group = group
+        self.clock = clock
         self.bytes_sent = 0  # by the algorithm: point-to-point payloads + estimated collective volume
 
     def _wait(self, work, what: str) -> None:
+        started = time.perf_counter()
         try:
             completed = work.wait(timeout=self.timeout)
+            if self.clock is not None:
+                self.clock.add_wait(time.perf_counter() - started)
         except RuntimeError as err:
             raise PeerTimeout(f"rank {self.rank}: {what} failed or timed out after "
                               f"{self.timeout.total_seconds():.0f}s: {err}") from err

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -20,21 +22,17 @@ USER_ERRORS = (ConfigError, DatasetError, HydraException, OmegaConfBaseException
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def _chosen_option(group: str, overrides: list[str]) -> str | None:
-    """The option of config group `group` that the command line chose, else config.yaml's
-    default; None when it is not one file (a multirun list, or a preset may have chosen it)."""
-    choice = None
-    for override in overrides:
-        name, _, value = override.lstrip("+~").partition("=")
-        if name == group:
-            choice = value
-        if name == "experiment" and choice is None:
-            return None
-    if choice is None:
-        for entry in OmegaConf.load(CONFIG_DIR / "config.yaml").defaults:
-            if isinstance(entry, dict) and group in entry:
-                choice = entry[group]
-    return choice if choice and "," not in choice else None
+def _composed_keys(overrides: list[str], group: str) -> tuple[str, list[str]] | None:
+    """(the chosen option's name, its keys) of `group`, composed with `overrides` as Hydra would
+    (a group file may extend another); None if they do not compose (a multirun list)."""
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            section = compose(config_name="config", overrides=overrides)[group]
+    except Exception:  # noqa: BLE001 - any composition failure: fall back to every option's keys
+        return None
+    return str(section.get("name")), sorted(section.keys())
 
 
 def _valid_keys(key: str, overrides: list[str]) -> tuple[str, list[str]]:
@@ -45,15 +43,17 @@ def _valid_keys(key: str, overrides: list[str]) -> tuple[str, list[str]]:
         top = OmegaConf.load(CONFIG_DIR / "config.yaml")
         return "there", [k for k in top if k not in ("defaults", "hydra")] + [
             p.name for p in sorted(CONFIG_DIR.iterdir()) if p.is_dir()]
-    option = _chosen_option(group, overrides)
-    paths = [CONFIG_DIR / group / f"{option}.yaml"] if option else sorted((CONFIG_DIR / group).glob("*.yaml"))
-    if not all(p.exists() for p in paths):
-        paths = sorted((CONFIG_DIR / group).glob("*.yaml"))
-        option = None
+    group = group.split(".")[0]
+    others = [o for o in overrides if not o.lstrip("+~").split("=")[0].startswith(group + ".")
+              and not o.startswith("hydra.") and not o.startswith("-")]
+    chosen = _composed_keys(others, group)
+    if chosen is not None:
+        return f"of {group} {chosen[0]}", chosen[1]
     keys: set[str] = set()
-    for path in paths:
-        keys.update(OmegaConf.load(path).keys())
-    return (f"of {group} {option}" if option else f"of {group}"), sorted(keys)
+    for option in sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")):
+        composed = _composed_keys([f"{group}={option}"], group)
+        keys.update(composed[1] if composed else [])
+    return f"of {group}", sorted(keys)
 
 
 def one_line(err: BaseException, overrides: list[str] | None = None) -> str:

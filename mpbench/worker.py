@@ -24,17 +24,15 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from algorithms import ALGORITHMS
-from models import build_model, describe
-from mpbench.algorithm import Worker
+from mpbench.algorithm import BuildContext, Worker
 from mpbench.checkpoints import latest_complete_step, load_worker_state
 from mpbench.config import RunSpec
 from mpbench.data import load_dataset
 from mpbench.metrics_log import MetricsLog
+from mpbench.parallel.clock import IterationClock
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
-from mpbench.trainer import (Checkpointing, LossSpikes, Trainer, peak_memory_bytes, steady_median, timing_summary,
-                             to_device)
+from mpbench.trainer import Checkpointing, LossSpikes, Trainer, peak_memory_bytes, timing_summary, to_device
 from mpbench.transport import Transport
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -93,8 +91,9 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rend
             shared = [str(run_dir)]
             dist.broadcast_object_list(shared, src=0)
             run_dir = Path(shared[0])
-        transport = Transport(rank, topology.workers, spec.timeout_s)
-        worker = Worker(rank, topology.workers, device, DTYPES[spec.dtype], transport)
+        clock = IterationClock()
+        transport = Transport(rank, topology.workers, spec.timeout_s, clock=clock)
+        worker = Worker(rank, topology.workers, device, DTYPES[spec.dtype], transport, clock)
         report = _train(spec, worker, run_dir, config, progress, stop.is_set)
         atomic_write_json(worker_report_path(run_dir, rank), {**report, "started_at": started, "time": time.time()})
         # Every report is on disk before any worker leaves (torchrun's rank 0 merges them next).
@@ -127,19 +126,19 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
     """Build this worker's data, model and algorithm, train, and return its report."""
     rank, device, dtype = worker.rank, worker.device, worker.dtype
     baseline_memory = peak_memory_bytes(device)  # the process before data and model: interpreter, torch, gloo
-    data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_dir, spec.seed, cache_dir=spec.cache_dir)
+    data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed, cache_dir=spec.cache_path)
     torch.manual_seed(spec.seed)
-    model = build_model(spec.model, spec.model_settings, data.info).to(device=device, dtype=dtype)
-    model_facts = describe(model)
+    model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
+    model_facts = model.describe()
     example_inputs = to_device(data.train_batch(0, spec.batch_size)[0], device, dtype)
-    algorithm = ALGORITHMS[spec.algorithm][1](model, worker, spec.optimizer, spec.algorithm_settings,
-                                              example_inputs)
+    algorithm = spec.algorithm_cls.create(BuildContext(model, worker, spec.optimizer, spec.algorithm_settings,
+                                                       example_inputs))
     metrics = MetricsLog(run_dir, spec.logger, run_dir.name, config) if rank == 0 else None
     # run.py has checked the checkpoint (and removed any of another run) before the workers started.
     resume_step = latest_complete_step(run_dir) if spec.resume else None
     checkpoints = Checkpointing(
         run_dir=run_dir, every=spec.checkpoint_every, stop_requested=stop_requested,
-        possible=ALGORITHMS[spec.algorithm][1].checkpoint_gap(spec.algorithm_settings) is None,
+        possible=spec.algorithm_cls.checkpoint_gap(spec.algorithm_settings) is None,
         resume_state=load_worker_state(run_dir, resume_step, rank) if resume_step is not None else None)
     trainer = Trainer(algorithm, data, worker, optimizer=spec.optimizer, steps=spec.steps,
                       batch_size=spec.batch_size, eval_every=spec.eval_every,
@@ -154,14 +153,16 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         partial = weights.with_suffix(".tmp")
         torch.save({k: v.detach().cpu() for k, v in algorithm.model_state().items()}, partial)
         os.replace(partial, weights)  # atomic: never a half-written weights file
+    time_split = worker.clock.summary()  # steady medians per iteration (mpbench/parallel/clock.py)
     report = {
         "rank": rank, "status": outcome.status, "steps_completed": outcome.steps_completed,
         "diverged_at_step": outcome.diverged_at, "diverged_reason": outcome.diverged_reason,
         "interrupted_at_step": outcome.interrupted_at,
         "checkpointed_at_step": outcome.checkpointed_at, "resumed_from_step": outcome.resumed_from,
         "peak_memory_bytes": peak_memory_bytes(device), "baseline_memory_bytes": baseline_memory,
-        "iteration_s_median": steady_median(outcome.iteration_times_s),  # inside train_step: compute + waits
-        "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.summary(),
+        "iteration_s_median": time_split["iteration_s"], "compute_s_median": time_split["compute_s"],
+        "wait_s_median": time_split["wait_s"],
+        "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.facts(),
     }
     if rank == 0:
         report.update(final=outcome.final, model=model_facts,

@@ -12,9 +12,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Small and fast: a 2-layer GPT on the shipped tiny-shakespeare.
-TINY = ["model=gpt_tiny", "dataset.seq_len=32", "batch_size=8", "steps=4", "eval_every=2",
-        "eval_batches=2", "timeout_s=60"]
+# Small and fast: a 2-layer GPT on the shipped tiny-shakespeare, 4 steps (experiments/experiment/smoke.yaml).
+TINY = ["experiment=smoke"]
 
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300,
@@ -33,7 +32,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def train(tmp_path: Path, name: str, args: list[str], env: dict | None = None) -> Path:
+def run_to_completion(tmp_path: Path, name: str, args: list[str], env: dict | None = None) -> Path:
     """Run run.py with `args` into `tmp_path/name`; the run must succeed. Returns its directory."""
     run_dir = tmp_path / name
     result = run_cli([*args, f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env)

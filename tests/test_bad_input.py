@@ -26,7 +26,7 @@ CASES = {
     "partitions not dividing gpus": (["algorithm=hypar", "gpus=3", "algorithm.partitions=2"], "partitions"),
     "unknown schedule": (["algorithm=pipeline", "gpus=2", "algorithm.schedule=pipedream"], "schedule"),
     "balance not summing to the blocks": (["algorithm=pipeline", "gpus=2", "algorithm.balance=[1,1]"], "balance"),
-    "clipping a pipeline": (["algorithm=pipeline", "gpus=2", "optimizer.clip_norm=1.0"], "optimizer.clip_norm"),
+    "clip norm not a number": (["optimizer.clip_norm=big"], "optimizer.clip_norm"),
     "non-positive clip norm": (["optimizer.clip_norm=0"], "clip_norm"),
     "unknown semantics": (["algorithm=ddg", "algorithm.semantics=X"], "semantics"),
     "unknown placement": (["algorithm=ddg", "algorithm.placement=star"], "placement"),
@@ -57,12 +57,25 @@ CASES = {
     "divergence factor not above 1": (["divergence_factor=0.5"], "divergence_factor"),
     "report target not a number": (["report.target=low"], "report.target"),
     "report margin not a fraction": (["report.target_margin=1.5"], "report.target_margin"),
+    "critic blocks on a model without Transformer blocks": (["algorithm=local_critic", "gpus=2", "model=custom",
+                                                             "model.target=examples.char_mlp:build",
+                                                             "algorithm.critic_blocks=1"], "critic_blocks"),
+    "dgl has no critic target": (["algorithm=dgl", "gpus=2", "algorithm.critic_target=next"], "critic_target"),
+    "a custom model without its function": (["model=custom"], "target"),
+    "a custom model whose module does not exist": (["model=custom", "model.target=no_such_package.models:build"],
+                                                  "no_such_package"),
+    "a custom model whose function does not exist": (["model=custom", "model.target=examples.char_mlp:nope"],
+                                                    "nope"),
+    "options a custom model does not take": (["model=custom", "model.target=examples.char_mlp:build",
+                                              "model.options={nope:1}"], "model.options"),
+    "a model for the wrong data": (["model=mlp"], "classification dataset"),
     "checkpoints of an algorithm that cannot take them": (["algorithm=ddg", "algorithm.semantics=H", "gpus=2",
                                                           "checkpoint_every=2"],
                                                          "checkpoint_every"),
 }
 
 
+@pytest.mark.slow  # one process per case
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_bad_input_gives_one_line_and_exit_2(case, tmp_path):
     overrides, named = CASES[case]
@@ -75,6 +88,7 @@ def test_bad_input_gives_one_line_and_exit_2(case, tmp_path):
     assert not (run_dir / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_missing_dataset_names_the_file(tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()
@@ -85,21 +99,24 @@ def test_missing_dataset_names_the_file(tmp_path):
     assert len(lines) == 1 and "train.txt" in lines[0] and "data_dir" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_env_var_points_at_the_data(tmp_path, shared_data_dir):
     result = run_cli([*TINY, "dataset=ptb", "steps=1", "eval_every=1", f"hydra.run.dir={tmp_path / 'run'}"],
                      cwd=tmp_path, env={"MPBENCH_DATA_DIR": str(shared_data_dir)})
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_unknown_key_lists_the_keys_of_the_chosen_option(tmp_path):
     """A key of another dataset (seq_len is tiny-shakespeare's) names the chosen one's keys only."""
-    result = run_cli([*TINY, "model=mlp", "dataset=fashion_mnist", f"hydra.run.dir={tmp_path / 'run'}"],
+    result = run_cli(["dataset.seq_len=32", "model=mlp", "dataset=fashion_mnist", f"hydra.run.dir={tmp_path / 'run'}"],
                      cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["error: unknown config key 'dataset.seq_len'; valid keys of dataset fashion_mnist: name"]
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_names_the_file(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli([*TINY, "checkpoint_every=2", f"hydra.run.dir={run_dir}"], cwd=tmp_path).returncode == 0
@@ -113,6 +130,7 @@ def test_truncated_checkpoint_names_the_file(tmp_path):
     assert not (run_dir / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_results_dir_that_cannot_be_written_names_it(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
@@ -122,6 +140,7 @@ def test_results_dir_that_cannot_be_written_names_it(tmp_path):
     assert len(lines) == 1 and str(blocker) in lines[0] and "hydra.run.dir" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_dataset_file_names_it(tmp_path, shared_data_dir):
     data = tmp_path / "data"
     (data / "ptb").mkdir(parents=True)

@@ -7,10 +7,13 @@ import itertools
 import pytest
 import torch
 
+from algorithms.stale_gradient.placement import Ring
 from models import build_model
 from models.mlp import MLPSettings
-from mpbench.balance import block_costs, ring_split_minimising_max, split_minimising_max, stage_sizes
 from mpbench.data.base import DataInfo
+from mpbench.parallel.balance import block_costs, split_minimising_max, stage_sizes
+
+ring_split_minimising_max = Ring.split
 
 
 def brute_force(costs, parts):

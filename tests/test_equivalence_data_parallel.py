@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 
 from tests.cli import run_cli
+
+pytestmark = pytest.mark.slow  # real processes: CI runs it, `pytest -m "not slow"` skips it
 
 COMMON = ["dtype=float64", "steps=5", "batch_size=8", "eval_every=5", "eval_batches=1",
           "save_weights=true", "timeout_s=60", "optimizer=adamw", "optimizer.warmup_steps=2"]

@@ -1,4 +1,4 @@
-"""The stale-gradient family through run.py, float64 on CPU with gloo (spec stale_gradient.md §11).
+"""The stale-gradient family through run.py, float64 on CPU with gloo (docs/algorithms/stale_gradient.md §11).
 
 - K = 1 is `backprop`, bit for bit (also with clipping).
 - The workers (`runtime=distributed`) take the same updates as the one-process emulations
@@ -16,7 +16,9 @@ import torch
 import yaml
 
 from tests.cli import merged_weights, read_summary, run_cli
-from tests.cli import train as train_run
+from tests.cli import run_to_completion
+
+pytestmark = pytest.mark.slow  # real processes: CI runs it, `pytest -m "not slow"` skips it
 
 COMMON = ["dtype=float64", "steps=8", "batch_size=8", "eval_every=4", "eval_batches=1",
           "save_weights=true", "timeout_s=60", "optimizer=adamw", "optimizer.warmup_steps=2"]
@@ -28,7 +30,7 @@ CASES = [(model, semantics, K) for model in MODELS for semantics in "SHR" for K 
 
 
 def train(tmp_path, name, overrides, env):
-    return train_run(tmp_path, name, [*COMMON, *overrides], env)
+    return run_to_completion(tmp_path, name, [*COMMON, *overrides], env)
 
 
 def max_difference(a: dict, b: dict) -> float:
@@ -78,7 +80,7 @@ def test_workers_equal_the_emulation(model, semantics, K, placement, emulated, t
     assert all(f["modules"] == K and f["placement"] == placement for f in facts)
     per_module = {m["module"]: m for f in facts for m in f["per_module"]}
     assert sorted(per_module) == list(range(K))
-    for k, m in per_module.items():  # 0-based k: delay K-1-k, K-k batches kept (spec §7: K-k+1, 1-based)
+    for k, m in per_module.items():  # 0-based k: delay K-1-k, K-k batches kept (docs §6: K-k+1, 1-based)
         assert m["delay"] == K - 1 - k
         assert m["stored_batches_peak"] == K - k
         fresh = k == K - 1

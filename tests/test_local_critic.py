@@ -1,4 +1,4 @@
-"""`local_critic` and its baselines `critic_training` and `dgl` (spec local_critic.md §12, §14),
+"""`local_critic` and its baselines `critic_training` and `dgl` (docs/algorithms/local_learning.md §2-§4, §13),
 float64 on CPU with gloo.
 
 - The workers take the same updates as the one-process emulation of §4 (N = 2, 3; an MLP, a tiny
@@ -18,18 +18,22 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from algorithms.local_learning import (LocalCritic, LocalCriticSettings, SubModelBackprop, SubModelBackpropSettings,
-                                      SyntheticGradients, exit_metrics)
+from algorithms.local_learning.dgl import DecoupledGreedy, DGLSettings
+from algorithms.local_learning.dni import DNISettings, SyntheticGradients
+from algorithms.local_learning.exits import exit_metrics
+from algorithms.local_learning.local_critic import LocalCritic, LocalCriticSettings
+from algorithms.sub_model_backprop import SubModelBackprop, SubModelBackpropSettings
 from models import build_model
 from models.gpt import GPTSettings
 from models.lc_vgg import LCVGGSettings
 from models.mlp import MLPSettings
-from mpbench.algorithm import Worker
+from mpbench.algorithm import BuildContext, Worker
 from mpbench.config import OptimizerSpec
 from mpbench.data.base import DataInfo
 from mpbench.transport import Transport
+from tests.by_hand import critic_losses, dni_gradients
 from tests.cli import REPO, merged_weights, read_summary
-from tests.cli import train as train_run
+from tests.cli import run_to_completion
 
 COMMON = ["dtype=float64", "steps=8", "batch_size=8", "eval_every=4",
           "eval_batches=1", "save_weights=true", "timeout_s=60"]
@@ -71,13 +75,14 @@ def backward_bytes(algorithm: str, i: int, N: int, B: int, width: int) -> int:
     return 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm,model,N,extra", CASES,
                          ids=[f"{a}-{m}-{n}{''.join('-' + o.split('.')[1].split('=')[0] for o in e[:1])}" for a, m, n, e in CASES])
 def test_workers_equal_the_emulation(algorithm, model, N, extra, tmp_path, env):
     setup = [*COMMON, *MODELS[model], f"algorithm={algorithm}", *extra]
-    emulated = train_run(tmp_path, "emulated", [*setup, "gpus=1", "algorithm.runtime=emulated",
+    emulated = run_to_completion(tmp_path, "emulated", [*setup, "gpus=1", "algorithm.runtime=emulated",
                                                 f"algorithm.groups={N}"], env)
-    distributed = train_run(tmp_path, "distributed", [*setup, f"gpus={N}"], env)
+    distributed = run_to_completion(tmp_path, "distributed", [*setup, f"gpus={N}"], env)
     reference = merged_weights(emulated, 1)
     assert any(k.startswith(("critics.", "synthesizers.")) for k in reference)  # local modules compared too
     assert max_difference(merged_weights(distributed, N), reference) <= 1e-10
@@ -96,11 +101,12 @@ def test_workers_equal_the_emulation(algorithm, model, N, extra, tmp_path, env):
         assert all(got[k] == want[k] for k in extras) and len(got["sub_model_accuracy"]) == N - 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mlp"])  # GPT's N=1 path is the same code; its K=1 is tested for ddg
 def test_one_group_is_backprop_bit_for_bit(model, tmp_path, env):
-    reference = merged_weights(train_run(tmp_path, "backprop", [*COMMON, *MODELS[model], "algorithm=backprop",
+    reference = merged_weights(run_to_completion(tmp_path, "backprop", [*COMMON, *MODELS[model], "algorithm=backprop",
                                                                 "gpus=1"], env), 1)
-    single = merged_weights(train_run(tmp_path, "lc", [*COMMON, *MODELS[model], "algorithm=local_critic",
+    single = merged_weights(run_to_completion(tmp_path, "lc", [*COMMON, *MODELS[model], "algorithm=local_critic",
                                                        "gpus=1"], env), 1)
     assert all(torch.equal(single[k], reference[k]) for k in reference)
 
@@ -113,13 +119,14 @@ def toy_model():
 
 
 CPU64 = Worker(0, 1, torch.device("cpu"), torch.float64, Transport(0, 1, timeout_s=10))
+SETTINGS = {LocalCritic: LocalCriticSettings, DecoupledGreedy: DGLSettings, SyntheticGradients: DNISettings}
 
 
 def emulated(N: int, optimizer=OptimizerSpec(name="sgd", lr=0.1), algorithm=LocalCritic, **settings):
     """A one-process run of `algorithm` with N groups on the toy model, and a batch of inputs."""
     model, example = toy_model()
-    algorithm_settings = algorithm.Settings(groups=N, runtime="emulated", **settings)
-    return algorithm(model, CPU64, optimizer, algorithm_settings, example), example
+    algorithm_settings = SETTINGS[algorithm](groups=N, runtime="emulated", **settings)
+    return algorithm(BuildContext(model, CPU64, optimizer, algorithm_settings, example)), example
 
 
 def train_emulated(steps: int, algorithm=LocalCritic, N: int = 3, **settings):
@@ -137,17 +144,15 @@ def test_each_loss_reaches_only_its_own_parameters(critic_target):
     """§2 table, checked on gradients: group i < N from CE through critic i only; critic i from the
     matching loss only (to l_{i+1}; to l_N for critic training; DGL: from CE, jointly); group N
     from the true loss."""
-    algorithm, x = emulated(N=3, critic_target=critic_target)
+    if critic_target == "none":  # DGL
+        algorithm, x = emulated(N=3, algorithm=DecoupledGreedy)
+    else:
+        algorithm, x = emulated(N=3, critic_target=critic_target)
     y = torch.randint(0, 3, (8,))
     before = copy.deepcopy((algorithm.groups, algorithm.local_modules))
     algorithm.train_step(x, y, 0.1)
     groups, critics = before
-    h1 = groups[0](x)
-    h2 = groups[1](h1.detach())
-    out = groups[2](h2.detach())
-    l1 = F.cross_entropy(critics[0](h1), y, reduction="none")
-    l2 = F.cross_entropy(critics[1](h2), y, reduction="none")
-    l3 = F.cross_entropy(out, y, reduction="none")
+    l1, l2, l3 = critic_losses(groups, critics, x, y)
     applied = {i: [p.grad for p in algorithm.groups[i].parameters()] for i in range(3)}
     critic_applied = {i: [p.grad for p in algorithm.local_modules[i].parameters()] for i in range(2)}
 
@@ -169,7 +174,7 @@ def test_each_loss_reaches_only_its_own_parameters(critic_target):
         assert not close(critic_applied[i], with_ce)
     assert close(applied[2], torch.autograd.grad(l3.mean(), list(groups[2].parameters()), retain_graph=True))
     # ... or group 1 trained by the error of the groups above it (backprop).
-    whole = groups[2](groups[1](h1))
+    whole = groups[2](groups[1](groups[0](x)))
     backprop = torch.autograd.grad(F.cross_entropy(whole, y), list(groups[0].parameters()))
     assert not close(applied[0], backprop)
 
@@ -179,8 +184,8 @@ def test_critics_step_every_k_iterations_and_groups_every_iteration():
     algorithm, x = emulated(N=2, critic_every=3, optimizer=adam)
     for _ in range(7):
         algorithm.train_step(x, torch.randint(0, 3, (8,)), adam.lr)
-    critic_steps = {int(s["step"]) for s in algorithm.local_optimizers[0].state.values()}
-    group_steps = {int(s["step"]) for opt in algorithm.group_optimizers.values() for s in opt.state.values()}
+    critic_steps = {int(s["step"]) for s in algorithm.local_optimizers.optimizers["local0"].state.values()}
+    group_steps = {int(s["step"]) for opt in algorithm.optimizers.optimizers.values() for s in opt.state.values()}
     assert critic_steps == {3} and group_steps == {7}  # critics at iterations 0, 3, 6
 
 
@@ -203,8 +208,9 @@ def test_lc_vgg_presets_count_the_papers_parameters(preset):
     model = build_model("lc_vgg", LCVGGSettings(), info)
     worker = Worker(0, 1, torch.device("cpu"), torch.float32, Transport(0, 1, timeout_s=10))
     settings = LocalCriticSettings(groups=groups, balance=tuple(balance), runtime="emulated")
-    algorithm = LocalCritic(model, worker, OptimizerSpec(name="sgd", lr=0.1), settings, torch.zeros(2, 3, 32, 32))
-    facts = algorithm.summary()
+    algorithm = LocalCritic(BuildContext(model, worker, OptimizerSpec(name="sgd", lr=0.1), settings,
+                                         torch.zeros(2, 3, 32, 32)))
+    facts = algorithm.facts()
     assert facts["main_model"] == {"parameters": 7_867_594, "flop_lc_rule": 15_723_904}
     assert [(m["parameters"], m["flop_lc_rule"]) for m in facts["sub_models"]] == [SUB_MODEL_COUNTS[k] for k in after_conv]
 
@@ -237,8 +243,8 @@ def test_critics_can_have_more_conv_layers():
     counts = {}
     for convs in ((1, 1, 1), (3, 2, 1)):
         settings = LocalCriticSettings(groups=4, balance=(2, 3, 3, 4), critic_convs=convs, runtime="emulated")
-        algorithm = LocalCritic(copy.deepcopy(model), worker, OptimizerSpec(name="sgd", lr=0.1), settings,
-                                torch.zeros(2, 3, 32, 32))
+        algorithm = LocalCritic(BuildContext(copy.deepcopy(model), worker, OptimizerSpec(name="sgd", lr=0.1), settings,
+                                             torch.zeros(2, 3, 32, 32)))
         counts[convs] = [sum(p.numel() for p in algorithm.local_modules[i].parameters()) for i in range(3)]
     extra = 128 * 128 * 9 + 128
     assert [b - a for a, b in zip(counts[(1, 1, 1)], counts[(3, 2, 1)])] == [2 * extra, extra, 0]
@@ -253,8 +259,8 @@ def test_pipelined_delay_zero_is_the_synchronous_run_and_delay_one_is_not(algori
     delayed = train_emulated(6, algorithm, pipelined=True, delay=1)
     assert all(torch.equal(zero[k], synchronous[k]) for k in synchronous)
     assert any(not torch.equal(delayed.model_state()[k], synchronous[k]) for k in synchronous)
-    steps = {int(s["step"]) for opt in delayed.local_optimizers.values() for s in opt.state.values()}
-    assert steps == {5} and delayed.summary()["schedule"] == "pipelined, delay 1"
+    steps = {int(s["step"]) for opt in delayed.local_optimizers.optimizers.values() for s in opt.state.values()}
+    assert steps == {5} and delayed.facts()["schedule"] == "pipelined, delay 1"
 
 
 def test_delayed_critic_takes_the_first_batchs_update_one_iteration_late():
@@ -278,33 +284,29 @@ def test_dni_group_follows_its_synthetic_gradient_and_the_module_the_next_input_
     y = torch.randint(0, 3, (8,))
     groups, modules = copy.deepcopy((run.groups, run.local_modules))
     run.train_step(x, y, 0.1)
-    theta = [list(groups[i].parameters()) for i in range(3)]
-    h1 = groups[0](x)
-    x2 = h1.detach().requires_grad_()
-    h2 = groups[1](x2)
-    x3 = h2.detach().requires_grad_()
-    loss = F.cross_entropy(groups[2](x3), y)
-    ghat1, ghat2 = modules[0](h1.detach(), y), modules[1](h2.detach(), y)
-    expected = {0: torch.autograd.grad(h1, theta[0], ghat1.detach(), retain_graph=True)}
-    *expected[1], delta1 = torch.autograd.grad(h2, theta[1] + [x2], ghat2.detach())
-    *expected[2], delta2 = torch.autograd.grad(loss, theta[2] + [x3])
+    expected, targets, h1 = dni_gradients(groups, modules, x, y)
     for i in range(3):
         assert all(torch.allclose(p.grad, g, atol=1e-12) for p, g in zip(run.groups[i].parameters(), expected[i]))
-    for i, (ghat, delta) in enumerate([(ghat1, delta1), (ghat2, delta2)]):
+    for i, (ghat, delta) in enumerate(targets):
         phi = list(modules[i].parameters())
         want = torch.autograd.grad((ghat - delta).pow(2).sum() / 8, phi)
         assert all(torch.allclose(p.grad, g, atol=1e-12) for p, g in zip(run.local_modules[i].parameters(), want))
     # Not backprop: the true gradient would have reached group 1 through groups 2 and 3.
-    true = torch.autograd.grad(F.cross_entropy(groups[2](groups[1](h1)), y), theta[0])
+    true = torch.autograd.grad(F.cross_entropy(groups[2](groups[1](h1)), y), list(groups[0].parameters()))
     assert not all(torch.allclose(p.grad, g) for p, g in zip(run.groups[0].parameters(), true))
 
 
 def test_conditioned_dni_module_reads_the_labels():
+    """cDNI: M(h, y) = out(relu(hidden([h, onehot(y)]))); plain DNI's module has no label inputs."""
     run, _ = emulated(N=2, algorithm=SyntheticGradients, conditioned=True)
     module = run.local_modules[0]
     torch.nn.init.normal_(module.out.weight)
-    h = torch.randn(8, 5, dtype=torch.float64)
-    assert not torch.equal(module(h, torch.zeros(8, dtype=torch.long)), module(h, torch.ones(8, dtype=torch.long)))
+    h, y = torch.randn(8, 5, dtype=torch.float64), torch.randint(0, 3, (8,))
+    by_hand = module.out(torch.relu(module.hidden(torch.cat([h, F.one_hot(y, 3).double()], dim=1))))
+    assert torch.equal(module(h, y), by_hand)
+    assert not torch.equal(module(h, y), module(h, (y + 1) % 3))
+    plain, _ = emulated(N=2, algorithm=SyntheticGradients)
+    assert plain.local_modules[0].hidden.in_features == 5 and module.hidden.in_features == 5 + 3
 
 
 def test_backprop_sub_model_is_local_critics_sub_model_trained_end_to_end():
@@ -312,10 +314,10 @@ def test_backprop_sub_model_is_local_critics_sub_model_trained_end_to_end():
     groups (blocks 2 + 1 + 1), every parameter updated by the backpropagated CE of critic 2."""
     local_critic, _ = emulated(N=3)
     model, x = toy_model()
-    sub = SubModelBackprop(model, CPU64, OptimizerSpec(name="sgd", lr=0.1),
-                           SubModelBackpropSettings(sub_model=2, groups=3), x)
-    assert sub.summary()["sub_models"] == [local_critic.summary()["sub_models"][1]]
-    assert all(torch.equal(a, b) for a, b in zip(sub.critic.parameters(), local_critic.every_local_module[1].parameters()))
+    sub = SubModelBackprop(BuildContext(model, CPU64, OptimizerSpec(name="sgd", lr=0.1),
+                                        SubModelBackpropSettings(sub_model=2, groups=3), x))
+    assert sub.facts()["sub_models"] == [local_critic.facts()["sub_models"][1]]
+    assert all(torch.equal(a, b) for a, b in zip(sub.critic.parameters(), local_critic.all_local_modules[1].parameters()))
     net, y = copy.deepcopy(sub.net), torch.randint(0, 3, (8,))
     want = torch.autograd.grad(F.cross_entropy(net(x), y), list(net.parameters()))
     sub.train_step(x, y, 0.1)
@@ -330,9 +332,9 @@ def test_gpt_critic_may_hold_a_transformer_block():
     info = DataInfo("toy", "lm", (16,), vocab_size=11)
     model = build_model("gpt", GPTSettings(n_layer=2, n_head=2, d_model=8, context=16), info)
     example = torch.zeros(2, 16, dtype=torch.long)
-    plain, one_block = (LocalCritic(copy.deepcopy(model), CPU64, OptimizerSpec(name="adam", lr=1e-3),
-                                    LocalCriticSettings(groups=2, runtime="emulated", critic_blocks=b), example)
-                        for b in (0, 1))
+    plain, one_block = (LocalCritic(BuildContext(copy.deepcopy(model), CPU64, OptimizerSpec(name="adam", lr=1e-3),
+                                                 LocalCriticSettings(groups=2, runtime="emulated", critic_blocks=b),
+                                                 example)) for b in (0, 1))
     block = model.blocks[1]
     assert isinstance(one_block.local_modules[0][0], type(block))
     extra = sum(p.numel() for p in block.parameters())
@@ -347,18 +349,26 @@ def test_the_order_of_the_optimizer_steps_does_not_matter(algorithm):
     reference = train_emulated(4, algorithm).model_state()
     adam = OptimizerSpec(name="adam", lr=1e-2)
     run, x = emulated(3, adam, algorithm)
-    run.group_optimizers = dict(reversed(run.group_optimizers.items()))
-    run.local_optimizers = dict(reversed(run.local_optimizers.items()))
+    run.optimizers.optimizers = dict(reversed(run.optimizers.optimizers.items()))
+    run.local_optimizers.optimizers = dict(reversed(run.local_optimizers.optimizers.items()))
     for y in torch.randint(0, 3, (4, 8), generator=torch.Generator().manual_seed(1)):
         run.train_step(x, y, adam.lr)
     assert all(torch.equal(run.model_state()[k], reference[k]) for k in reference)
 
 
 def test_critic_blocks_need_a_transformer():
-    """critic_blocks on a CNN or MLP is one line naming the key, before any worker starts."""
-    from algorithms.local_learning import check_critic_shape
+    """critic_blocks on a CNN or MLP is one line naming the key, before any worker starts: the
+    model says whether its heads can hold blocks (the check sees the meta-device model)."""
+    from types import SimpleNamespace
+
     from mpbench.errors import ConfigError
 
+    run = SimpleNamespace(algorithm="local_critic", algorithm_settings=LocalCriticSettings(critic_blocks=1),
+                          gpus=2, model="mlp")
+    with torch.device("meta"):
+        mlp, _ = toy_model()
+        gpt = build_model("gpt", GPTSettings(n_layer=2, n_head=2, d_model=8, context=16),
+                          DataInfo("toy", "lm", (16,), vocab_size=11))
     with pytest.raises(ConfigError, match="critic_blocks=1 .* needs model gpt .got mlp"):
-        check_critic_shape("local_critic", LocalCriticSettings(critic_blocks=1), "mlp", N=2)
-    check_critic_shape("local_critic", LocalCriticSettings(critic_blocks=1), "gpt", N=2)  # fine
+        LocalCritic.check(run, mlp)
+    LocalCritic.check(SimpleNamespace(**{**vars(run), "model": "gpt"}), gpt)  # fine

@@ -6,7 +6,7 @@ Reference counts:
 - Pre-activation bottleneck ResNet-164 / 1001: He et al. 2016 ("Identity Mappings"), Table 3
   (1.7M / 10.2M); the exact integers 1,703,258 and 10,327,706 agree with the CIFAR-10 table of
   osmr/imgclsmob (PreResNet-164(BN), PreResNet-1001).
-- lc_vgg and its critics: docs/algorithms/local_critic.md §7 (reproducing the LC paper's Table 5).
+- lc_vgg and its critics: docs/algorithms/local_learning.md §8 (reproducing the LC paper's Table 5).
 """
 
 import copy
@@ -14,14 +14,15 @@ import copy
 import pytest
 import torch
 
-from models import MODELS, build_model, describe
-from models.blocks import partition
+from algorithms.local_learning.exits import count_flop_lc_rule, count_parameters_lc_rule
+from models import build_model
 from models.gpt import GPTSettings
-from models.lc_vgg import (LCVGGSettings, count_flop_lc_rule, count_parameters_lc_rule, feature_shapes,
-                           make_critic)
+from models.lc_vgg import LCVGGSettings, feature_shapes, make_critic
 from models.mlp import MLPSettings
 from models.resnet import ResNetSettings
+from mpbench.blocks import partition
 from mpbench.data.base import DataInfo
+from mpbench.registry import MODELS
 
 CIFAR10 = DataInfo("cifar10", "classification", (3, 32, 32), num_classes=10)
 CIFAR100 = DataInfo("cifar100", "classification", (3, 32, 32), num_classes=100)
@@ -121,7 +122,7 @@ def test_build_is_deterministic_given_the_seed(key):
 def test_block_counts(name, settings, data, blocks):
     model = build(name, settings, data)
     assert len(model.blocks) == blocks
-    assert describe(model)["blocks"] == blocks
+    assert model.describe()["blocks"] == blocks
 
 
 # ---------------------------------------------------------------- GPT
@@ -218,7 +219,7 @@ def test_gpt_word_level_vocabulary_and_parameter_count():
     d, v = 8, 33_278
     # tok + pos embeddings; per layer 2 LN weights + qkv + proj + fc + proj (no biases); final LN.
     expected = v * d + 8 * d + (2 * d + 3 * d * d + d * d + 4 * d * d + 4 * d * d) + d
-    summary = describe(model)
+    summary = model.describe()
     assert summary["parameters"] == expected
     assert sum(summary["block_parameters"]) == expected + v * d  # the tie appears in two blocks
 
@@ -242,7 +243,7 @@ def test_gpt_initialisation_scales_residual_projections():
 ])
 def test_resnet_parameter_counts(depth, expected):
     model = build("resnet", ResNetSettings(depth=depth), CIFAR10)  # counted only, no forward
-    assert describe(model)["parameters"] == expected
+    assert model.describe()["parameters"] == expected
 
 
 def test_resnet_block_kinds():
@@ -357,7 +358,7 @@ def test_mlp_structure():
 
 
 def test_registry_and_build_from_mapping():
-    assert set(MODELS) == {"gpt", "resnet", "lc_vgg", "mlp"}
+    assert set(MODELS) == {"gpt", "resnet", "lc_vgg", "mlp", "custom"}
     model = build("gpt", {"n_layer": 1, "n_head": 2, "d_model": 8, "context": 8}, CHARS)
     assert len(model.blocks) == 3
     with pytest.raises(ValueError, match="unknown setting.*n_layers.*valid: n_layer"):
@@ -370,7 +371,7 @@ def test_registry_and_build_from_mapping():
 
 def test_describe_counts_a_tied_tensor_once():
     model = build("gpt", TINY_GPT, CHARS)
-    summary = describe(model)
+    summary = model.describe()
     tied = CHARS.vocab_size * TINY_GPT.d_model
     assert summary["parameters"] == sum(summary["block_parameters"]) - tied
     assert summary["tied"] == ["token_embedding"]
@@ -432,5 +433,5 @@ def test_invalid_settings_are_rejected(make, message):
 
 
 def test_unknown_model_name_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown model 'vgg'; valid models: gpt, resnet, lc_vgg, mlp"):
+    with pytest.raises(ValueError, match="unknown model 'vgg'; valid models: gpt, resnet, lc_vgg, mlp, custom"):
         build_model("vgg", MLPSettings(), CIFAR10)

@@ -25,6 +25,8 @@ from omegaconf import OmegaConf
 from mpbench.checkpoints import finished_ok, same_run
 from tests.cli import REPO, TINY, merged_weights, read_metrics, read_summary, run_cli
 
+pytestmark = pytest.mark.slow  # real processes: CI runs it, `pytest -m "not slow"` skips it
+
 EXACT = ["dtype=float64", "steps=8", "eval_every=4", "save_weights=true"]
 ALGORITHMS = {"backprop": ["gpus=1"], "data_parallel": ["algorithm=data_parallel", "gpus=2"],
               "pipeline": ["algorithm=pipeline", "algorithm.schedule=1f1b", "gpus=2"],

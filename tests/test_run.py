@@ -18,6 +18,7 @@ from mpbench.trainer import LossSpikes
 from tests.cli import REPO, TINY, read_metrics, read_summary, run_cli
 
 
+@pytest.mark.slow
 def test_single_run_writes_complete_records(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli([*TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
@@ -45,6 +46,7 @@ def test_single_run_writes_complete_records(tmp_path):
     assert summary["environment"]["git"]["commit"]
 
 
+@pytest.mark.slow
 def test_multirun_grid_records_every_point(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(["-m", *TINY, "algorithm=backprop,data_parallel", "gpus=1,2",
@@ -63,6 +65,7 @@ def test_multirun_grid_records_every_point(tmp_path):
     assert "3 ok, 1 skipped" in result.stdout  # the sweep-end summary
 
 
+@pytest.mark.slow
 def test_failed_worker_is_recorded_and_sweep_continues(tmp_path):
     sweep = tmp_path / "sweep"
     # Worker 1 raises at step 3 in the first run; the second run's fault step is never reached.
@@ -78,6 +81,7 @@ def test_failed_worker_is_recorded_and_sweep_continues(tmp_path):
     assert len(read_metrics(sweep / runs.iloc[1]["run"])) == 4
 
 
+@pytest.mark.slow
 def test_hard_exit_of_a_worker_fails_the_run_without_hanging(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli([*TINY, "algorithm=data_parallel", "gpus=2", "fault={rank:1,step:2,kind:exit}",
@@ -88,6 +92,7 @@ def test_hard_exit_of_a_worker_fails_the_run_without_hanging(tmp_path):
     assert "exited with code 3" in summary["reason"]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_is_recorded_as_diverged(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli([*TINY, "fault={rank:0,step:2,kind:nan_loss}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
@@ -98,6 +103,7 @@ def test_non_finite_loss_is_recorded_as_diverged(tmp_path):
     assert summary["reason"] == "non-finite training loss at step 2"
 
 
+@pytest.mark.slow
 def test_non_finite_gradient_is_recorded_as_diverged_at_its_step(tmp_path):
     """A NaN gradient applied by rank 0 (module 1 of ddg, delay 1) at step 3: the loss of step 3
     is still finite, the weights after it are not; the run stops there, naming the rank."""
@@ -119,6 +125,7 @@ def test_loss_spikes_count_steps_in_a_row_above_factor_times_the_lowest():
     assert not any(LossSpikes(patience=0).diverged(loss) for loss in [1.0, 100.0, 100.0])  # off
 
 
+@pytest.mark.slow
 def test_a_loss_spike_past_its_patience_is_recorded_as_diverged(tmp_path):
     run_dir = tmp_path / "run"
     # A factor this close to 1 makes the first step whose loss exceeds the lowest one a spike.
@@ -132,6 +139,7 @@ def test_a_loss_spike_past_its_patience_is_recorded_as_diverged(tmp_path):
     assert "divergence_patience=1" in summary["reason"]
 
 
+@pytest.mark.slow
 def test_torchrun_gives_one_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2",
@@ -154,6 +162,7 @@ def test_loader_rejects_missing_and_corrupt_results(tmp_path):
         load_runs(tmp_path)
 
 
+@pytest.mark.slow
 def test_wandb_logger_writes_an_offline_run_inside_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli([*TINY, "logger=wandb", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
@@ -180,6 +189,7 @@ def _processes_in_group(pgid: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_no_worker_behind(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, str(REPO / "run.py"), *TINY, "steps=100000", "eval_every=100000",
@@ -210,6 +220,7 @@ def _worker_pids(launcher: int) -> list[int]:
     return sorted(int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes())
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_sigkill_fails_its_run_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     command = [sys.executable, str(REPO / "run.py"), "-m", *TINY, "steps=100000", "eval_every=1",

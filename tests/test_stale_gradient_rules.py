@@ -1,5 +1,6 @@
 """The update rule of the stale-gradient family, checked in one process against hand computations
-(spec stale_gradient.md §11 c, d and the start-up and clipping rules).
+(docs/algorithms/stale_gradient.md §1, §3, §4 and §7: the delay map, the tied tensor,
+the start-up and clipping rules).
 
 Both single-process engines are checked: the FIFO of gradient blocks (`runtime=emulated`, S) and
 the serialised per-module loop that the distributed workers run (every module on one worker).
@@ -16,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.stale_gradient import DecoupledWorker, StaleGradient, StaleGradientSettings
+from algorithms.stale_gradient.family import StaleGradientSettings
+from algorithms.stale_gradient.gradient_fifo import GradientFifo
+from algorithms.stale_gradient.worker_loop import DecoupledBackprop
 from models import build_model
-from models.blocks import BlockModel, partition
 from models.gpt import GPTSettings
-from mpbench.algorithm import Worker
+from mpbench.algorithm import BuildContext, Worker
+from mpbench.blocks import BlockModel
 from mpbench.config import OptimizerSpec
 from mpbench.data.base import DataInfo
 from mpbench.transport import Transport
@@ -33,12 +36,16 @@ def one_worker() -> Worker:
 
 
 def engines(model: BlockModel, K: int, optimizer: OptimizerSpec, example: torch.Tensor, semantics="S"):
-    """The two single-process engines on identical copies of `model`."""
-    fifo = StaleGradient(copy.deepcopy(model), one_worker(), optimizer,
-                         StaleGradientSettings(semantics=semantics, modules=K, runtime="emulated"), example)
-    blocks = partition(len(model.blocks), K)
-    serial = DecoupledWorker(copy.deepcopy(model), one_worker(), optimizer, semantics, example, blocks, lambda k: 0)
-    return {"fifo": (fifo, fifo.engine.model), "serialised": (serial, serial.model)}
+    """The two single-process engines on identical copies of `model`: the FIFO of gradient blocks
+    (what runtime=emulated runs for S) and the workers' loop with every module on one worker."""
+    settings = StaleGradientSettings(semantics=semantics, modules=K, runtime="emulated")
+
+    def context():
+        return BuildContext(copy.deepcopy(model), one_worker(), optimizer, settings, example)
+    fifo = DecoupledBackprop.create(context())
+    assert isinstance(fifo, GradientFifo) == (semantics == "S")  # H and R: the serialised loop
+    serial = DecoupledBackprop(context())
+    return {"fifo": (fifo, fifo.model), "serialised": (serial, serial.model)}
 
 
 def linear_model(widths: list[int]) -> BlockModel:
@@ -127,9 +134,11 @@ def test_no_module_steps_before_its_first_gradient():
         algorithm.train_step(x, y, adamw.lr)
         if t < K - 1:
             assert torch.equal(first_layer, initial)
-    steps = {k: max(int(s["step"]) for s in opt.state.values()) for k, opt in algorithm.optimizers.modules.items()}
+    optimizers = algorithm.optimizers.optimizers
+    steps = {int(name[6:]): max(int(s["step"]) for s in opt.state.values())
+             for name, opt in optimizers.items() if name.startswith("module")}
     assert steps == {k: T - (K - 1 - k) for k in range(K)}
-    assert [int(s["step"]) for opt in algorithm.optimizers.ties for s in opt.state.values()] == [T]  # V: every step
+    assert [int(s["step"]) for s in optimizers["tie:token_embedding"].state.values()] == [T]  # V: every step
 
 
 def test_clipping_is_per_module_and_per_tied_tensor():
@@ -147,7 +156,7 @@ def test_clipping_is_per_module_and_per_tied_tensor():
 
 
 def test_replay_restores_the_forward_rng_so_dropout_masks_match():
-    """R with dropout and frozen weights (lr=0) gives the gradients S gives (spec §11, further)."""
+    """R with dropout and frozen weights (lr=0) gives the gradients S gives (docs/algorithms/stale_gradient.md §2)."""
     torch.manual_seed(0)
     info = DataInfo("toy", "lm", (8,), vocab_size=11, unit="char")
     model = build_model("gpt", GPTSettings(n_layer=2, n_head=2, d_model=16, context=8, dropout=0.3), info).double()
@@ -194,12 +203,15 @@ def test_a_checkpoint_between_steps_continues_the_same_trajectory(engine, semant
     torch.manual_seed(5)
     train(first, batches[:3])
     saved, rng = io.BytesIO(), torch.get_rng_state()  # the trainer saves and restores the global RNG
-    torch.save(first.training_state(), saved)
+    torch.save(first.state_dict(), saved)
     saved.seek(0)
     torch.manual_seed(123)  # rebuilding the kept batches must not depend on the global RNG
-    second.load_training_state(torch.load(saved, weights_only=True))
+    second.load_state_dict(torch.load(saved, weights_only=True))
     torch.set_rng_state(rng)
     train(second, batches[3:])
     assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), reference.state_dict().values()))
-    state = first.training_state()  # the checkpoint did hold batches owed a backward
-    assert any(state["pending"].values()) if engine == "serialised" else any(state["queues"])
+    state = first.state_dict()  # the checkpoint did hold batches owed a backward
+    if engine == "serialised":
+        assert any(module["pending"] for module in state["modules"].values())
+    else:
+        assert any(state["queues"])

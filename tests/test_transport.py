@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import time
 from datetime import timedelta
 
@@ -10,6 +12,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mpbench.transport import PeerTimeout, Transport
+
+pytestmark = pytest.mark.slow  # real processes: CI runs it, `pytest -m "not slow"` skips it
 
 
 def _worker(rank: int, port: int, results) -> None:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from mpbench.data import layout
 from mpbench.data.base import Dataset
@@ -18,47 +18,39 @@ from mpbench.data.checksums import EXPECTED
 from mpbench.data.decode_cache import default_cache_dir
 from mpbench.data.download import source_hint
 from mpbench.data.errors import DatasetError
-from mpbench.data.images import CIFAR10_FORMATS, load_cifar10, load_fashion_mnist
+from mpbench.data.images import load_cifar10, load_fashion_mnist
 from mpbench.data.text import load_ptb, load_tinyshakespeare, load_wikitext2
+from mpbench.settings import Settings
 
 DATA_DIR_ENV = "MPBENCH_DATA_DIR"
 
 
 @dataclass(frozen=True)
-class TextSettings:
+class TextSettings(Settings):
     """Settings of a language-modelling dataset."""
 
-    seq_len: int = 128  # tokens per training and evaluation window
+    seq_len: int = 128
+    """Tokens per training and evaluation window."""
 
-    def __post_init__(self):
-        if not isinstance(self.seq_len, int) or isinstance(self.seq_len, bool) or self.seq_len < 1:
+    def validate(self):
+        if self.seq_len < 1:
             raise ValueError(f"seq_len must be a positive integer, got {self.seq_len!r}")
 
 
 @dataclass(frozen=True)
-class ImageSettings:
+class ImageSettings(Settings):
     """Settings of an image classification dataset."""
 
-    # Random crop + horizontal flip; None: the dataset's default (on for CIFAR-10, off for Fashion-MNIST).
     augment: bool | None = None
-
-    def __post_init__(self):
-        if self.augment is not None and not isinstance(self.augment, bool):
-            raise ValueError(f"augment must be true, false or null (the dataset's default), "
-                             f"got {self.augment!r}")
+    """Random crop + horizontal flip; null: the dataset's default (on for CIFAR-10, off for Fashion-MNIST)."""
 
 
 @dataclass(frozen=True)
 class Cifar10Settings(ImageSettings):
     """CIFAR-10 settings: which copy of the data to read."""
 
-    format: str = "jpg"  # "jpg": the offline JPEG re-encode; "python": the official pickles
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.format not in CIFAR10_FORMATS:
-            raise ValueError(f"format must be one of {', '.join(CIFAR10_FORMATS)} (jpg: the offline JPEG "
-                             f"re-encode, python: the official pickles); got {self.format!r}")
+    format: Literal["jpg", "python"] = "jpg"
+    """jpg: the offline JPEG re-encode (report as "CIFAR-10 (JPEG re-encode)"); python: the official pickles."""
 
 
 class DatasetSpec(NamedTuple):

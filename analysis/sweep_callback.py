@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from mpbench.config import ReportSpec, settings_from
 
 
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Imported when a sweep ends: Hydra builds this callback for every run, which need not load pandas.
         from analysis.load import load_runs
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
@@ -46,9 +49,10 @@ def _write_report(config: DictConfig, sweep_dir: Path) -> None:
     from analysis.load import ResultsError
     from analysis.report import build_report, log_to_wandb
 
-    settings = config.get("report") or {}
+    # Checked when the sweep started (run.py), so this cannot fail here.
+    spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
     try:
-        report = build_report(sweep_dir, target=settings.get("target"), margin=settings.get("target_margin", 0.05))
+        report = build_report(sweep_dir, target=spec.target, margin=spec.target_margin)
     except ResultsError as err:
         print(f"report: not written: {err}")
         return

@@ -1,14 +1,18 @@
 """What every model in mpbench is: an ordered list of blocks, and where an algorithm may cut it.
 
-A model-parallel algorithm needs three facts about a network and nothing else: the blocks in
+A model-parallel algorithm needs four facts about a network and nothing else: the blocks in
 forward order (so that it can cut between any two of them), which parameters are shared between
-blocks (a tied embedding must be kept identical on every worker that holds a copy), and how the
-last block's output is scored against the target. `BlockModel` carries exactly these.
+blocks (a tied embedding must be kept identical on every worker that holds a copy), how the last
+block's output is scored against the target, and, for the local-learning family, how to build a
+small head on a block's output (`LocalHeads`). `BlockModel` carries exactly these. It is the
+contract between the core and the model zoo in `models/`, and what a user's own model becomes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -41,22 +45,50 @@ class EvalTotals:
                           self.correct + other.correct)
 
 
+class LocalHeads(Protocol):
+    """How a model builds small heads on a block's output, for the local-learning family."""
+
+    holds_blocks: bool  # whether `critic(..., blocks > 0)` can put the model's own kind of block in a head
+
+    def critic(self, shape: torch.Size, outputs: int, convs: int = 1, blocks: int = 0) -> nn.Module:
+        """A classifier of a boundary tensor of `shape` (batch first) into `outputs` logits."""
+
+    def synthesizer(self, shape: torch.Size, classes: int, conditioned: bool, width: int) -> nn.Module:
+        """A module predicting a tensor of `shape` from one of that shape (and the labels)."""
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module):
+    """Put `modules` in eval mode (no dropout, BatchNorm's running statistics) for the block,
+    and give each its own mode back afterwards."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
 class BlockModel(nn.Module):
     """A network as `blocks[0] -> blocks[1] -> ... -> blocks[-1]`, plus its loss.
 
     `task` is "lm" (output B x T x V logits, target B x T token ids) or "classification"
     (output B x C logits, target B class ids). The loss is the mean cross-entropy over all
     predicted items, so that splitting a batch into equal shards and averaging the shard losses
-    gives the same value and gradient.
+    gives the same value and gradient. `heads` builds local heads (None: the model offers none).
     """
 
-    def __init__(self, blocks: list[nn.Module], task: str, ties: tuple[TiedParameter, ...] = ()):
+    def __init__(self, blocks: list[nn.Module], task: str, ties: tuple[TiedParameter, ...] = (),
+                 heads: LocalHeads | None = None):
         super().__init__()
         if task not in ("lm", "classification"):
             raise ValueError(f"task must be 'lm' or 'classification', got {task!r}")
         self.blocks = nn.ModuleList(blocks)
         self.task = task
         self.ties = ties
+        self.heads = heads
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -69,13 +101,11 @@ class BlockModel(nn.Module):
 
     @torch.no_grad()
     def evaluate(self, batches) -> EvalTotals:
-        """Totals over `batches` of (input, target) in eval mode; training mode is restored."""
-        was_training = self.training
-        self.eval()
+        """Totals over `batches` of (input, target) in eval mode."""
         totals = EvalTotals()
-        for inputs, targets in batches:
-            totals += self.eval_totals(self(inputs), targets)
-        self.train(was_training)
+        with eval_mode(self):
+            for inputs, targets in batches:
+                totals += self.eval_totals(self(inputs), targets)
         return totals
 
     @torch.no_grad()
@@ -86,28 +116,28 @@ class BlockModel(nn.Module):
         correct = (logits.argmax(dim=-1) == labels).sum().item()
         return EvalTotals(loss_sum, labels.numel(), int(correct))
 
+    def describe(self) -> dict:
+        """Summary for run records: unique parameter count (a tied tensor once), blocks, per-block
+        counts (a tied tensor in each block that uses it, so they may sum to more), ties."""
+        return {
+            "task": self.task,
+            "blocks": len(self.blocks),
+            "parameters": sum(p.numel() for p in self.parameters()),  # parameters() deduplicates
+            "block_parameters": [sum(p.numel() for p in block.parameters()) for block in self.blocks],
+            "tied": [tie.name for tie in self.ties],
+        }
+
 
 @torch.no_grad()
 def block_output_shapes(model: BlockModel, example: torch.Tensor) -> list[tuple[torch.Size, torch.dtype]]:
     """Shape and dtype of every block's output for the batch `example` (a forward without grad,
     in eval mode: no dropout draws, no BatchNorm statistics), e.g. to size messages and heads."""
-    was_training = model.training
-    model.eval()
     shapes, x = [], example
-    for block in model.blocks:
-        x = block(x)
-        shapes.append((x.shape, x.dtype))
-    model.train(was_training)
+    with eval_mode(model):
+        for block in model.blocks:
+            x = block(x)
+            shapes.append((x.shape, x.dtype))
     return shapes
-
-
-def require_images(model_name: str, data) -> None:
-    """Image classifiers need (C, H, W) samples and a class count; say so in one line otherwise."""
-    if data.task != "classification":
-        raise ValueError(f"model {model_name} needs a classification dataset; {data.name} is a {data.task} dataset")
-    if len(data.input_shape) != 3 or not data.num_classes:
-        raise ValueError(f"model {model_name} needs images (C, H, W) and a class count; {data.name} has "
-                         f"input shape {data.input_shape} and {data.num_classes} classes")
 
 
 def partition(num_blocks: int, parts: int, sizes: list[int] | None = None) -> list[range]:

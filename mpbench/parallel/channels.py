@@ -55,3 +55,15 @@ class RemoteChannel:
 
 
 Channel = LocalChannel | RemoteChannel
+
+
+def channel_between(src: int, dst: int, me: int, tag: int, shape: torch.Size | None, dtype: torch.dtype | None,
+                    transport: Transport, device: torch.device) -> Channel | None:
+    """The channel from the worker holding the producer (`src`) to the one holding the consumer
+    (`dst`), as worker `me` sees it: a queue when both are here, this end of a remote stream
+    when one is, None when neither is. `shape` and `dtype` size a remote stream's messages."""
+    if src == me and dst == me:
+        return LocalChannel()
+    if me not in (src, dst):
+        return None
+    return RemoteChannel(transport, dst if src == me else src, tag, shape, dtype, device)

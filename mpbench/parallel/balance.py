@@ -1,22 +1,22 @@
 """Where to cut a model: block counts per stage, uniform, explicit, or balanced by measured cost.
 
 `balance=profile` times each block's forward and backward once on one worker and picks the
-contiguous split that minimises the slowest worker (the pipeline's critical path). Two placements
-are covered: one part per worker (`split_minimising_max`), and Ouroboros' ring, whose first and
-last parts share a worker (`ring_split_minimising_max`).
+contiguous split that minimises the slowest worker (the pipeline's critical path). With one part
+per worker that is `split_minimising_max`; a placement that puts several parts on one worker
+brings its own rule (Ouroboros' ring: algorithms/stale_gradient/placement.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import statistics
 import time
 
 import torch
 import torch.distributed as dist
 
+from mpbench.blocks import BlockModel, partition
 from mpbench.errors import ConfigError
-from models.blocks import BlockModel, partition
+from mpbench.parallel.split import Split
 
 
 def check_balance(balance) -> None:
@@ -87,30 +87,6 @@ def split_minimising_max(costs: list[float], parts: int) -> list[int]:
     return sizes[::-1]
 
 
-def ring_split_minimising_max(costs: list[float], parts: int) -> list[int]:
-    """Like `split_minimising_max`, for the ring placement: parts 1 and `parts` (the first and
-    the last) share one worker, so their costs add; every other part has a worker of its own.
-
-    Tries every size of the first and last part and splits the middle optimally. With two parts
-    both sit on one worker and any split costs the same: the even one is returned.
-    """
-    n = len(costs)
-    partition(n, parts)
-    if parts <= 2:
-        return [len(r) for r in partition(n, parts)]
-    best, best_sizes = float("inf"), None
-    for first in range(1, n - parts + 2):
-        for last in range(1, n - first - (parts - 2) + 1):
-            middle = costs[first:n - last]
-            sizes = split_minimising_max(middle, parts - 2)
-            bounds = [0, *itertools.accumulate(sizes)]
-            slowest = max(sum(costs[:first]) + sum(costs[n - last:]),
-                          *(sum(middle[a:b]) for a, b in zip(bounds, bounds[1:])))
-            if slowest < best:
-                best, best_sizes = slowest, [first, *sizes, last]
-    return best_sizes
-
-
 def stage_sizes(balance, num_blocks: int, stages: int, profile=None, split=split_minimising_max) -> list[int]:
     """Blocks per stage for `balance`: "uniform", "profile" (calls `profile()` for the block
     costs and cuts them with `split`) or an explicit list of block counts."""
@@ -122,14 +98,14 @@ def stage_sizes(balance, num_blocks: int, stages: int, profile=None, split=split
 
 
 def agreed_split(balance, model: BlockModel, sample: torch.Tensor, parts: int,
-                 split=split_minimising_max) -> tuple[list[int], list[float] | None]:
-    """Blocks per part, identical on every worker, and the profiled block seconds (or None).
+                 split=split_minimising_max) -> tuple[Split, list[float] | None]:
+    """The split, identical on every worker, and the profiled block seconds (or None).
 
     With balance=profile, worker 0 times the blocks on `sample` and broadcasts its split, since
     timings differ from worker to worker and every worker must cut the model the same way.
     """
     if balance != "profile":
-        return stage_sizes(balance, len(model.blocks), parts), None
+        return Split(tuple(stage_sizes(balance, len(model.blocks), parts))), None
     distributed = dist.is_initialized() and dist.get_world_size() > 1
     chosen: list = [None, None]
     if not distributed or dist.get_rank() == 0:
@@ -137,4 +113,4 @@ def agreed_split(balance, model: BlockModel, sample: torch.Tensor, parts: int,
         chosen = [split(costs, parts), costs]
     if distributed:
         dist.broadcast_object_list(chosen, src=0)
-    return chosen[0], chosen[1]
+    return Split(tuple(chosen[0])), chosen[1]
