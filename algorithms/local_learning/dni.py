@@ -74,11 +74,15 @@ class SyntheticGradients(LocalLearning):
         if i == self.N - 1:
             loss = self.model.loss(h, labels)
             grads, input_grad = self.group_backward(i, loss, None, x_leaf)
-            return Learned(grads, input_grad, loss=loss.item())
-        weights = self.local_weights(i)
-        predicted = functional_call(self.local_modules[i], weights, (h.detach(), labels))
-        grads, input_grad = self.group_backward(i, h, predicted.detach(), x_leaf)
-        return Learned(grads, input_grad, prediction=(predicted, weights))
+            learned = Learned(grads, loss=loss.item())
+        else:
+            weights = self.local_weights(i)
+            predicted = functional_call(self.local_modules[i], weights, (h.detach(), labels))
+            grads, input_grad = self.group_backward(i, h, predicted.detach(), x_leaf)
+            learned = Learned(grads, prediction=(predicted, weights))
+        if i > 0:  # delta_{i-1}, module i-1's target
+            self.send_message(i, input_grad)
+        return learned
 
     def local_objective(self, prediction, target) -> torch.Tensor:
         return synthetic_gradient_objective(prediction, target)

@@ -6,7 +6,8 @@ gradient crosses a worker: a group's input is detached (docs/algorithms/local_le
 A method (local_critic.py, dgl.py, dni.py) is written once, as two phases per group (§6):
 
     phase 1  receive h_{i-1}; forward f_i; send h_i on; compute the group's learning signal and its
-             gradients (`learn`); send the message another group's local module regresses
+             gradients (`learn`), sending the message another group's local module regresses as
+             soon as it exists (`send_message`: the waiting worker starts sooner)
     phase 2  receive this local module's target; its gradient from `local_objective`
 
 A worker runs both phases for its own group. The emulated runtime (`runtime=emulated`, gpus=1)
@@ -85,7 +86,6 @@ class Learned:
     """What phase 1 of one group gives."""
 
     grads: dict[nn.Parameter, torch.Tensor]  # the group's gradients (and a jointly trained head's)
-    message: torch.Tensor | None = None  # what the local modules regressing this group receive
     prediction: tuple | None = None  # (local module's output with its graph, the weights it used)
     loss: float | None = None  # the true loss, on the last group
 
@@ -164,7 +164,8 @@ class LocalLearning(Algorithm):
         raise NotImplementedError
 
     def learn(self, i: int, x: torch.Tensor, h: torch.Tensor, labels: torch.Tensor) -> Learned:
-        """Phase 1 of group i after its forward h = f_i(x): its gradients and its message."""
+        """Phase 1 of group i after its forward h = f_i(x): its gradients; its message goes out
+        through `send_message` as soon as it is known."""
         raise NotImplementedError
 
     def local_objective(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -204,6 +205,11 @@ class LocalLearning(Algorithm):
 
     def sends_message(self, i: int) -> bool:
         return bool(self.targets_out[i])
+
+    def send_message(self, i: int, message: torch.Tensor) -> None:
+        """Group i's message to every local module that regresses it."""
+        for channel in self.targets_out[i]:
+            channel.put(message)
 
     def local_weights(self, i: int) -> dict[str, torch.Tensor]:
         """Local module i's weights for this batch's prediction: the live ones, or a snapshot when
@@ -250,8 +256,6 @@ class LocalLearning(Algorithm):
                     param.grad = grad
                 else:
                     tie_parts[tied][i] = grad
-            for channel in self.targets_out[i]:
-                channel.put(learned.message)
             if i in self.predictions:
                 self.predictions[i].append(learned.prediction)
             loss = learned.loss if learned.loss is not None else loss

@@ -127,18 +127,20 @@ class LocalCritic(SubModelExits, LocalLearning):
         return torch.Size([self.outputs[0][0][0]]), self.worker.dtype  # B per-sample losses
 
     def learn(self, i, x, h, labels) -> Learned:
-        if i == self.N - 1:  # the true loss; l_N for the critics that regress it
+        if i == self.N - 1:  # l_N for the critics that regress it (before the backward), the true loss
+            if self.sends_message(i):
+                self.send_message(i, per_sample_loss(h.detach(), labels))
             loss = self.model.loss(h, labels)
-            grads, _ = self.group_backward(i, loss)
-            message = per_sample_loss(h.detach(), labels) if self.sends_message(i) else None
-            return Learned(grads, message, loss=loss.item())
+            return Learned(self.group_backward(i, loss)[0], loss=loss.item())
         weights = self.local_weights(i)
         h_in = h.detach().requires_grad_()
         own = per_sample_loss(functional_call(self.local_modules[i], weights, (h_in,)), labels)
+        if self.sends_message(i):
+            self.send_message(i, own.detach())
         # delta_i = d mean l_i / d h_i, then through f_i alone; the critic's graph stays for phase 2.
         (delta,) = torch.autograd.grad(own.mean(), [h_in], retain_graph=True)
         grads, _ = self.group_backward(i, h, delta)
-        return Learned(grads, own.detach(), prediction=(own, weights))
+        return Learned(grads, prediction=(own, weights))
 
     def local_objective(self, prediction, target) -> torch.Tensor:
         return critic_objective(self.settings.critic_loss, prediction, target)

@@ -119,8 +119,8 @@ class DecoupledBackprop(StaleGradientFamily):
         module, last = self.modules[k], k == self.K - 1
         grad_output = None if last else (self.errors_ahead.pop(k) if k in self.errors_ahead else self.errors[k].take())
         loss_of = (lambda out: self.model.loss(out, targets)) if last else None
-        on_gradient = {name: tied.send for i, name in self.tie_names[k].items()
-                       for tied in [self.ties.tensors[i]] if tied.outgoing}  # sent as soon as autograd has it
+        on_gradient = {name: self.ties.tensors[i].send for i, name in self.tie_names[k].items()
+                       if self.ties.tensors[i].outgoing}  # a tied tensor's part: sent as soon as autograd has it
         grads, input_grad, loss = module.backward(grad_output, loss_of, on_gradient)
         if k > 0:
             self.errors[k - 1].put(input_grad)
