@@ -33,8 +33,7 @@ import algorithms  # noqa: E402, F401
 import models  # noqa: E402, F401
 from mpbench.blocks import BlockModel  # noqa: E402
 from mpbench.checkpoints import discard_checkpoints, finished_ok, same_run, verify_checkpoint  # noqa: E402
-from mpbench.config import RunSpec  # noqa: E402
-from mpbench.config import run_spec_from  # noqa: E402
+from mpbench.config import RunSpec, run_spec_from  # noqa: E402
 from mpbench.data import load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
 from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402

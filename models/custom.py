@@ -53,8 +53,9 @@ def resolve(target: str):
         sys.path.append(os.getcwd())  # a user's module beside where they run; spawned workers inherit the path
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"model.target={target}: cannot import {module_name} ({err})") from None
+    except Exception as err:  # noqa: BLE001 - not found, or broken (a SyntaxError in the user's file): one line
+        raise ValueError(f"model.target={target}: cannot import {module_name} "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
     if not callable(getattr(module, function, None)):
         raise ValueError(f"model.target={target}: {module_name} has no function {function}")
     return getattr(module, function)

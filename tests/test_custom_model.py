@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-from torch import nn
 
 import algorithms  # noqa: F401 (registers them)
 from examples.char_mlp import build as build_char_mlp
@@ -54,6 +53,20 @@ def test_a_block_model_is_used_as_it_is(tmp_path, monkeypatch):
 def test_a_bad_target_is_one_line(target, message):
     with pytest.raises(ValueError, match=message):
         build(CustomModelSettings(target=target), CHARS)
+
+
+def test_a_broken_module_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "broken_model.py").write_text("def build(data):\n    return (\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="cannot import broken_model .SyntaxError"):
+        build(CustomModelSettings(target="broken_model:build"), CHARS)
+
+
+def test_options_must_be_a_mapping():
+    from mpbench.config import settings_from
+    from mpbench.errors import ConfigError
+    with pytest.raises(ConfigError, match="model.options must be a mapping or null, got 3"):
+        settings_from(CustomModelSettings, {"target": "examples.char_mlp:build", "options": 3}, "model")
 
 
 def test_a_function_returning_something_else_is_refused(tmp_path, monkeypatch):

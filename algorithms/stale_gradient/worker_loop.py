@@ -30,7 +30,7 @@ import torch
 from algorithms.stale_gradient.delayed_module import DelayedModule, delay_of_module
 from algorithms.stale_gradient.family import StaleGradientFamily, StaleGradientSettings
 from mpbench.algorithm import Algorithm, BuildContext, StepLoss
-from mpbench.blocks import EvalTotals, block_output_shapes
+from mpbench.blocks import EvalTotals
 from mpbench.optim import Optimizers
 from mpbench.parallel.channels import Channel, channel_between
 from mpbench.parallel.evaluation import evaluate_parts

@@ -19,13 +19,6 @@ from mpbench.errors import ConfigError
 from mpbench.parallel.split import Split
 
 
-def check_balance(balance) -> None:
-    """ValueError unless `balance` is "uniform", "profile" or a tuple of block counts."""
-    if not (balance in ("uniform", "profile") or (
-            isinstance(balance, tuple) and all(isinstance(b, int) for b in balance))):
-        raise ValueError(f"balance must be uniform, profile or a list of block counts, got {balance!r}")
-
-
 def check_split(algorithm: str, balance, num_blocks: int, parts: int, context: str) -> None:
     """ConfigError (one line, naming `algorithm` and `context`) if `num_blocks` blocks cannot be
     cut into `parts` parts as `balance` asks."""

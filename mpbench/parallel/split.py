@@ -29,9 +29,6 @@ class Split:
         starts = [sum(self.sizes[:p]) for p in range(len(self.sizes))]
         return [range(start, start + size) for start, size in zip(starts, self.sizes)]
 
-    def __len__(self) -> int:
-        return len(self.sizes)
-
     def part_of_block(self) -> dict[int, int]:
         return {b: p for p, blocks in enumerate(self.blocks) for b in blocks}
 

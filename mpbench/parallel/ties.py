@@ -84,9 +84,6 @@ class TieExchange:
     def __iter__(self):
         return iter(self.tensors)
 
-    def __len__(self) -> int:
-        return len(self.tensors)
-
     def is_tied(self, tensor: torch.Tensor) -> bool:
         return any(t.tensor is tensor for t in self.tensors)
 
