@@ -80,8 +80,8 @@ def targets(runs: pd.DataFrame, metric: Metric, target: float | None, margin: fl
         final = float(reference.iloc[0][metric.column])
         value = final * (1 - margin) if metric.higher_is_better else final * (1 + margin)
         sign = "-" if metric.higher_is_better else "+"
-        chosen[workload] = (value, f"{metric.label} {value:.4g}: the backprop reference's final "
-                                   f"{final:.4g} {sign}{margin:.0%}")
+        chosen[workload] = (value, (f"{metric.label} {value:.4g}: the backprop reference's final "
+                                    f"{final:.4g} {sign}{margin:.0%}"))
     return chosen
 
 
@@ -115,7 +115,7 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
     for i, algorithm in enumerate(runs["algorithm"]):
         peers = [settings[j] for j, a in enumerate(runs["algorithm"]) if a == algorithm]
         differing = [k for k in settings[i] if len({p.get(k) for p in peers}) > 1]
-        label = str(algorithm)
+        label = algorithm if isinstance(algorithm, str) else "(no algorithm)"  # records that name none
         if differing:
             label += " (" + ", ".join(f"{k}={settings[i][k]}" for k in differing) + ")"
         labels.append(label)

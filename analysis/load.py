@@ -1,22 +1,33 @@
 """Results on disk -> tidy pandas DataFrames.
 
 - `load_runs(path)`: one row per run. `path` is a run directory, a sweep directory or the whole
-  results root: every directory below it that holds a summary.json is one run. A directory with
-  config.yaml but no summary.json is a run that never finished (killed, or still running) and
-  appears with status `incomplete`, so nothing silently disappears from a table.
+  results root. A run directory is one that holds what a run leaves (summary.json, config.yaml,
+  metrics.jsonl, workers/ or Hydra's .hydra/), or an empty directory beside such run directories
+  (a job that left nothing). Nothing silently disappears from a table: besides the statuses a
+  run records itself (ok, failed, diverged, interrupted, skipped), a run can be
+  - `incomplete`: no summary.json (killed, or still running);
+  - `unreadable`: its summary.json or config.yaml cannot be read, or has not the shape a run
+    writes (`reason` names the file and what is wrong);
+  - `damaged`: its summary is fine, but the files it vouches for no longer match its digests
+    (`mpbench.records.records_problem`).
 - `load_curves(runs)`: one row per recorded step of those runs (metrics.jsonl).
 - `load_workers(runs)`: one row per worker of those runs: peak memory, traffic, time per
   iteration and its breakdown where the algorithm reports one.
+
+Every record is read through one checked path (`read_summary`, `read_config`, `read_curves`), which
+returns what it read or why it cannot be used, and never raises for a file's contents.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 import pandas as pd
+import yaml
+
+from mpbench.records import records_problem
 
 COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset", "gpus", "threads_per_worker",
            "device_type", "oversubscribed", "steps", "steps_completed", "batch_size", "seed", "dtype",
@@ -27,35 +38,270 @@ COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset
 # size. The reference for a run's speed-up is `backprop` on one worker of the same workload.
 WORKLOAD_KEYS = ("model", "dataset", "batch_size", "dtype", "threads_per_worker", "device")
 
+# Statuses the reader gives a run whose records are missing or cannot be used; the others are the
+# run's own (summary.json).
+INCOMPLETE, UNREADABLE, DAMAGED = "incomplete", "unreadable", "damaged"
+RUN_MARKS = ("summary.json", "config.yaml", "metrics.jsonl", "workers", ".hydra")
+
+# The shape of summary.json (null is always accepted: a skipped or failed run leaves most out).
+TEXT, INTEGER, NUMBER, FLAG, OBJECT = "a string", "an integer", "a number", "true or false", "an object"
+SUMMARY_FIELDS = {"status": TEXT, "reason": TEXT, "algorithm": TEXT, "model": TEXT, "dataset": TEXT,
+                  "device_type": TEXT, "dtype": TEXT, "gpus": INTEGER, "threads_per_worker": INTEGER,
+                  "steps": INTEGER, "steps_completed": INTEGER, "batch_size": INTEGER, "seed": INTEGER,
+                  "oversubscribed": FLAG, "time_per_iter_median_s": NUMBER, "samples_per_s": NUMBER,
+                  "tokens_per_s": NUMBER, "wall_time_s": NUMBER, "final": OBJECT, "environment": OBJECT}
+PER_WORKER = {"peak_memory_bytes_per_worker": NUMBER, "baseline_memory_bytes_per_worker": NUMBER,
+              "iteration_s_per_worker": NUMBER, "compute_s_per_worker": NUMBER, "wait_s_per_worker": NUMBER,
+              "bytes_sent_per_worker": NUMBER, "algorithm_facts_per_worker": OBJECT}
+OLD_FACTS = ("compute_s_per_iter", "wait_s_per_iter")  # per-iteration times, where records before the clock kept them
+# What a run's config.yaml contributes to its row (an incomplete run has nothing else).
+CONFIG_FIELDS = {"algorithm": ("algorithm", "name"), "model": ("model", "name"), "dataset": ("dataset", "name"),
+                 "gpus": ("gpus",), "threads_per_worker": ("threads_per_worker",), "steps": ("steps",),
+                 "batch_size": ("batch_size",), "seed": ("seed",), "dtype": ("dtype",)}
+NUMERIC_COLUMNS = ["gpus", "threads_per_worker", "steps", "steps_completed", "batch_size", "seed",
+                   "time_per_iter_median_s", "samples_per_s", "tokens_per_s", "peak_memory_bytes_max",
+                   "bytes_sent_total", "wall_time_s"]
+
 
 class ResultsError(ValueError):
     """A results directory that cannot be read: one line naming the path."""
 
 
-def _row(run_dir: Path, summary: dict) -> dict:
-    row = {key: summary.get(key) for key in COLUMNS}
-    row.update(run=run_dir.name, path=str(run_dir))
+def _is(kind: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == FLAG:
+        return isinstance(value, bool)
+    return isinstance(value, dict)
+
+
+def _shape(value: Any) -> str:
+    """What a JSON/YAML value is, for a message."""
+    if isinstance(value, bool):
+        return "true/false"
+    for kind, name in ((str, "a string"), (int, "an integer"), (float, "a number"), (list, "a list"),
+                       (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _wrong(where: str, value: Any, kind: str) -> str:
+    return f"{where} is {_shape(value)}, not {kind}"
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What keeps a parsed summary.json from being read as a run summary; None if nothing does.
+
+    A summary is a JSON object with a string `status`; the fields the tables use have their types
+    (SUMMARY_FIELDS; null is accepted); `final` maps train_*/eval_* names to numbers; each
+    per-worker list holds one entry per worker (`gpus`), numbers (or objects for the algorithm's
+    facts) or null."""
+    if not isinstance(summary, dict):
+        return f"summary.json is {_shape(summary)}, not a JSON object"
+    if "status" not in summary:
+        return "summary.json has no status"
+    if not isinstance(summary["status"], str) or not summary["status"]:
+        return _wrong("summary.json: status", summary["status"], "a non-empty string")
+    for key, kind in SUMMARY_FIELDS.items():
+        if not _is(kind, summary.get(key)):
+            return _wrong(f"summary.json: {key}", summary[key], kind)
     for key, value in (summary.get("final") or {}).items():
-        row[key] = value
-    memory = [m for m in summary.get("peak_memory_bytes_per_worker") or [] if m is not None]
-    sent = [b for b in summary.get("bytes_sent_per_worker") or [] if b is not None]
-    row["peak_memory_bytes_max"] = max(memory) if memory else None
-    row["bytes_sent_total"] = sum(sent) if sent else None
-    row["git_commit"] = ((summary.get("environment") or {}).get("git") or {}).get("commit")
-    config = _config(run_dir)
+        if not key.startswith(("train_", "eval_")):
+            return f"summary.json: final holds {key!r} (only train_* and eval_* metrics)"
+        if not _is(NUMBER, value):
+            return _wrong(f"summary.json: final.{key}", value, NUMBER)
+    git = (summary.get("environment") or {}).get("git")
+    if not _is(OBJECT, git) or not _is(TEXT, (git or {}).get("commit")):
+        return "summary.json: environment.git is not an object with a commit string"
+    workers, lengths = summary.get("gpus"), set()
+    for key, kind in PER_WORKER.items():
+        values = summary.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            return _wrong(f"summary.json: {key}", values, "a list")
+        if workers is not None and len(values) != workers:
+            return f"summary.json: {key} has {len(values)} entries for {workers} workers"
+        lengths.add(len(values))
+        for rank, value in enumerate(values):
+            if not _is(kind, value):
+                return _wrong(f"summary.json: {key}[{rank}]", value, kind)
+            for old in OLD_FACTS if kind == OBJECT else ():
+                if not _is(NUMBER, (value or {}).get(old)):
+                    return _wrong(f"summary.json: {key}[{rank}].{old}", value[old], NUMBER)
+    if len(lengths) > 1:
+        return "summary.json: the per-worker lists differ in length"
+    return None
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why the file cannot be read as text)."""
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except UnicodeDecodeError as err:
+        return None, f"{path.name} is not UTF-8 text (byte {err.start})"
+    except OSError as err:
+        return None, f"{path.name} cannot be read ({err.strerror or err})"
+
+
+def read_summary(run_dir: Path) -> tuple[dict | None, str | None]:
+    """The run's summary.json: (summary, None) if it is a run summary (`summary_problem`);
+    (None, why not) if it cannot be read or has the wrong shape; (None, None) if there is none."""
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        return None, None
+    text, problem = _read_text(path)
+    if problem:
+        return None, problem
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError as err:
+        return None, f"summary.json is not valid JSON ({err.msg}: line {err.lineno} column {err.colno})"
+    problem = summary_problem(summary)
+    return (None, problem) if problem else (summary, None)
+
+
+def read_config(run_dir: Path) -> tuple[dict | None, str | None]:
+    """The run's config.yaml: (config, None), (None, why it cannot be used) or (None, None) if
+    there is none. A config is a mapping whose algorithm, model and dataset are mappings."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        return None, None
+    text, problem = _read_text(path)
+    if problem:
+        return None, problem
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        return None, f"config.yaml is not valid YAML ({str(err).splitlines()[0]})"
+    if not isinstance(config, dict):
+        return None, f"config.yaml is {_shape(config)}, not a mapping"
+    for key in ("algorithm", "model", "dataset"):
+        if not _is(OBJECT, config.get(key)):
+            return None, _wrong(f"config.yaml: {key}", config[key], "a mapping")
+    for column, keys in CONFIG_FIELDS.items():
+        value = _get(config, keys)
+        if not _is(SUMMARY_FIELDS[column], value):
+            return None, _wrong(f"config.yaml: {'.'.join(keys)}", value, SUMMARY_FIELDS[column])
+    return config, None
+
+
+def _get(config: dict, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def read_curves(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """The run's metrics.jsonl as a frame (one row per step, plus train_time_s, the training time
+    so far): (frame, None), (None, why it cannot be read), or (None, None) if it is absent or
+    empty. Each line is a JSON object with a numeric step and step_time_s, all values numbers or null."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return None, None
+    text, problem = _read_text(path)
+    if problem:
+        return None, problem
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            return None, f"metrics.jsonl line {number} is not valid JSON ({err.msg})"
+        if not isinstance(row, dict):
+            return None, f"metrics.jsonl line {number} is {_shape(row)}, not a JSON object"
+        for key in ("step", "step_time_s"):
+            if row.get(key) is None:
+                return None, f"metrics.jsonl line {number} has no {key}"
+        for key, value in row.items():
+            if not _is(NUMBER, value):
+                return None, _wrong(f"metrics.jsonl line {number}: {key}", value, NUMBER)
+        rows.append(row)
+    if not rows:
+        return None, None
+    frame = pd.DataFrame(rows)
+    frame["train_time_s"] = frame["step_time_s"].cumsum()
+    return frame, None
+
+
+def read_run(run_dir: Path) -> dict:
+    """The row of one run directory (COLUMNS, plus the final metrics). Never raises for what the
+    files hold: a run whose records cannot be used gets status incomplete, unreadable or damaged
+    and a reason naming the file."""
+    run_dir = Path(run_dir)
+    summary, summary_trouble = read_summary(run_dir)
+    config, config_trouble = read_config(run_dir)
+    row = dict.fromkeys(COLUMNS)
+    row.update(run=run_dir.name, path=str(run_dir))
+    if summary is not None:
+        row.update({key: summary.get(key) for key in COLUMNS if key in SUMMARY_FIELDS})
+        row.update(summary.get("final") or {})
+        memory = [m for m in summary.get("peak_memory_bytes_per_worker") or [] if m is not None]
+        sent = [b for b in summary.get("bytes_sent_per_worker") or [] if b is not None]
+        row["peak_memory_bytes_max"] = max(memory) if memory else None
+        row["bytes_sent_total"] = sum(sent) if sent else None
+        row["git_commit"] = ((summary.get("environment") or {}).get("git") or {}).get("commit")
     if config is not None:
+        for column, keys in CONFIG_FIELDS.items():
+            if row[column] is None:
+                row[column] = _get(config, keys)
         algorithm = {k: v for k, v in (config.get("algorithm") or {}).items() if k != "name"}
         row["settings"] = ", ".join(f"{k}={v}" for k, v in algorithm.items()) or None
-        row["workload"] = json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True)
+        row["workload"] = json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True, default=str)
+    if summary is None and summary_trouble is None:
+        left = "empty directory: the run left no records" if not any(run_dir.iterdir()) else \
+            "no summary.json (killed, or still running)"
+        row.update(status=INCOMPLETE, reason="; ".join(filter(None, [left, config_trouble])))
+    elif summary_trouble:
+        row.update(status=UNREADABLE, reason=summary_trouble)
+    elif damage := _records_problem(run_dir, summary):
+        row.update(status=DAMAGED, reason=f"{damage}; its summary says {summary['status']}")
+    elif config_trouble:
+        row.update(status=UNREADABLE, reason=config_trouble)
     return row
 
 
-def _config(run_dir: Path) -> dict | None:
-    path = run_dir / "config.yaml"
+def _records_problem(run_dir: Path, summary: dict) -> str | None:
     try:
-        return yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError as err:
-        raise ResultsError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+        return records_problem(run_dir, summary)
+    except OSError as err:
+        return f"the records summary.json vouches for cannot be read ({err})"
+
+
+def _is_run(directory: Path) -> bool:
+    return any((directory / mark).exists() for mark in RUN_MARKS)
+
+
+def _subdirectories(directory: Path) -> list[Path]:
+    """Where runs may be below `directory`: not hidden (.hydra), not wandb's own files, no links."""
+    return sorted(p for p in directory.iterdir()
+                  if p.is_dir() and not p.is_symlink() and not p.name.startswith(".") and p.name != "wandb")
+
+
+def run_directories(root: Path) -> list[Path]:
+    """Every run directory at or below `root`; a run's own subdirectories are not searched."""
+    if _is_run(root):
+        return [root]
+    children = _subdirectories(root)
+    runs = [c for c in children if _is_run(c)]
+    found = list(runs)
+    for child in children:
+        if child in runs:
+            continue
+        if runs and child.name != "report" and not any(child.iterdir()):
+            found.append(child)  # an empty directory among runs: a job that left nothing
+        else:
+            found += run_directories(child)
+    return found
 
 
 def _in_job_order(run_dir: Path) -> tuple:
@@ -68,76 +314,67 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     root = Path(path)
     if not root.is_dir():
         raise ResultsError(f"results directory {root} does not exist")
-    rows = []
-    run_dirs = {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob("config.yaml")
-                                                                if p.parent.name != ".hydra"}
-    for run_dir in sorted(run_dirs, key=_in_job_order):
-        summary_path = run_dir / "summary.json"
-        if not summary_path.exists():
-            rows.append(_row(run_dir, {"status": "incomplete", "reason": "no summary.json"}))
-            continue
-        try:
-            summary = json.loads(summary_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ResultsError(f"{summary_path} is not valid JSON ({err.msg if hasattr(err, 'msg') else err})") from None
-        rows.append(_row(run_dir, summary))
-    frame = pd.DataFrame(rows)
-    if frame.empty:
+    rows = [read_run(run_dir) for run_dir in sorted(run_directories(root), key=_in_job_order)]
+    if not rows:
         return pd.DataFrame(columns=COLUMNS)
+    frame = pd.DataFrame(rows)
+    # Checked numbers or null: numeric columns, also where every run left them null.
+    numeric = NUMERIC_COLUMNS + [c for c in frame if c.startswith(("train_", "eval_"))]  # with the final metrics
+    frame[numeric] = frame[numeric].apply(pd.to_numeric)
     return frame
 
 
-def load_curves(runs: pd.DataFrame) -> pd.DataFrame:
+def _readable(run: pd.Series) -> bool:
+    """Whether a run's records may be used beyond its row (curves, workers)."""
+    return run["status"] not in (UNREADABLE, DAMAGED)
+
+
+def load_curves(runs: pd.DataFrame, notes: list[str] | None = None) -> pd.DataFrame:
     """Every recorded step of `runs`: run, step, train_loss, lr, step_time_s, eval_* on
     evaluation steps, and train_time_s, the training time so far (the sum of step times;
-    evaluation excluded)."""
+    evaluation excluded). Unreadable and damaged runs are left out; so is a metrics.jsonl that
+    cannot be read, with a line saying so appended to `notes` if given."""
     frames = []
     for _, run in runs.iterrows():
-        path = Path(run["path"]) / "metrics.jsonl"
-        if not path.exists():
+        if not _readable(run):
             continue
-        try:
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise ResultsError(f"{path} is not valid JSON lines ({err.msg})") from None
-        if not rows:
-            continue
-        frame = pd.DataFrame(rows)
-        frame["train_time_s"] = frame["step_time_s"].cumsum()
-        frame.insert(0, "run", run["run"])
-        frames.append(frame)
+        frame, problem = read_curves(Path(run["path"]))
+        if problem and notes is not None:
+            notes.append(f"curves of `{run['run']}` left out: {problem}")
+        if frame is not None:
+            frame.insert(0, "run", run["run"])
+            frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=["run", "step", "train_loss", "train_time_s"])
     return pd.concat(frames, ignore_index=True)
 
 
 def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per worker of each run that left a summary: rank, peak_memory_bytes and
+    """One row per worker of each run that left a readable summary: rank, peak_memory_bytes and
     baseline_memory_bytes (the process before data and model were built), bytes_sent, and per
     iteration (steady medians, mpbench/parallel/clock.py): iteration_s (inside train_step),
     wait_s (blocked on communication) and compute_s (where the algorithm marks computation)."""
     rows = []
     for _, run in runs.iterrows():
-        path = Path(run["path"]) / "summary.json"
-        if not path.exists():
+        if not _readable(run):
             continue
-        summary = json.loads(path.read_text())
+        summary, _ = read_summary(Path(run["path"]))
+        if summary is None:
+            continue
         memory = summary.get("peak_memory_bytes_per_worker") or []
-        baseline = summary.get("baseline_memory_bytes_per_worker") or []
-        sent = summary.get("bytes_sent_per_worker") or []
-        iteration = summary.get("iteration_s_per_worker") or []
-        compute = summary.get("compute_s_per_worker") or []
-        wait = summary.get("wait_s_per_worker") or []
-        facts = summary.get("algorithm_facts_per_worker") or []
+        lists = {key: summary.get(key) or [None] * len(memory) for key in PER_WORKER}  # checked: one entry per worker
         for rank in range(len(memory)):
-            f = (facts[rank] if rank < len(facts) else None) or {}  # where records before the clock kept them
-
-            def at(values: list, old_key: str):
-                return values[rank] if rank < len(values) else f.get(old_key)
+            old = lists["algorithm_facts_per_worker"][rank] or {}  # where records before the clock kept these times
             rows.append({"run": run["run"], "rank": rank, "peak_memory_bytes": memory[rank],
-                         "baseline_memory_bytes": baseline[rank] if rank < len(baseline) else None,
-                         "bytes_sent": sent[rank] if rank < len(sent) else None,
-                         "iteration_s": iteration[rank] if rank < len(iteration) else None,
-                         "compute_s": at(compute, "compute_s_per_iter"), "wait_s": at(wait, "wait_s_per_iter")})
-    return pd.DataFrame(rows, columns=["run", "rank", "peak_memory_bytes", "baseline_memory_bytes", "bytes_sent",
-                                       "iteration_s", "compute_s", "wait_s"])
+                         "baseline_memory_bytes": lists["baseline_memory_bytes_per_worker"][rank],
+                         "bytes_sent": lists["bytes_sent_per_worker"][rank],
+                         "iteration_s": lists["iteration_s_per_worker"][rank],
+                         "compute_s": lists["compute_s_per_worker"][rank] if summary.get("compute_s_per_worker")
+                         else old.get("compute_s_per_iter"),
+                         "wait_s": lists["wait_s_per_worker"][rank] if summary.get("wait_s_per_worker")
+                         else old.get("wait_s_per_iter")})
+    frame = pd.DataFrame(rows, columns=["run", "rank", "peak_memory_bytes", "baseline_memory_bytes", "bytes_sent",
+                                        "iteration_s", "compute_s", "wait_s"])
+    numbers = ["peak_memory_bytes", "baseline_memory_bytes", "bytes_sent", "iteration_s", "compute_s", "wait_s"]
+    frame[numbers] = frame[numbers].apply(pd.to_numeric)
+    return frame

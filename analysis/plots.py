@@ -36,7 +36,9 @@ OVERSUBSCRIBED = Line2D([], [], marker="o", linestyle="none", markerfacecolor="n
 
 def colour(algorithm: str):
     """The algorithm's colour in every figure: tab20's strong tones first, then its light ones;
-    a name that is not in ALGORITHMS gets one after theirs."""
+    a name that is not in ALGORITHMS gets one after theirs; none (records that name no algorithm), grey."""
+    if not isinstance(algorithm, str):
+        return "0.5"
     known = ALGORITHMS
     index = known.index(algorithm) if algorithm in known else len(known) + zlib.crc32(algorithm.encode()) % 8
     return PALETTE[(2 * index) % 20 + (index // 10) % 2]
@@ -78,7 +80,7 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
         drawn = True
     ax.set_xlabel("workers (gpus)")
     ax.set_xticks(sorted(runs["gpus"].dropna().unique()))
-    handles, labels = ax.get_legend_handles_labels()
+    handles, _ = ax.get_legend_handles_labels()
     if hollow:
         handles.append(OVERSUBSCRIBED)
     if handles:

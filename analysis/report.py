@@ -5,7 +5,8 @@
 writes into `<sweep dir>/report/` (or `--out`):
 
     report.md           the page: what was run, the reference and target, the table, the figures
-    runs.csv, runs.parquet   the table, one row per run (failed and diverged runs included)
+    runs.csv, runs.parquet   the table, one row per run (failed and diverged runs included, and
+                             incomplete, unreadable or damaged records: analysis/load.py)
     speedup.png, throughput.png, convergence_step.png, convergence_time.png,
     final_quality.png, time_to_target.png, memory.png, time_breakdown.png
 
@@ -24,9 +25,25 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.derive import (REFERENCE, Metric, quality_metric, run_labels, targets, with_reference,
-                             with_time_to_target)
-from analysis.load import ResultsError, load_curves, load_runs, load_workers
+from analysis.derive import (
+    REFERENCE,
+    Metric,
+    quality_metric,
+    run_labels,
+    targets,
+    with_reference,
+    with_time_to_target,
+)
+from analysis.load import (
+    DAMAGED,
+    INCOMPLETE,
+    RUN_MARKS,
+    UNREADABLE,
+    ResultsError,
+    load_curves,
+    load_runs,
+    load_workers,
+)
 from mpbench.records import atomic_write_text
 
 DEFAULT_MARGIN = 0.05
@@ -57,7 +74,7 @@ def load_sweeps(paths: list[Path]) -> pd.DataFrame:
     runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if runs.empty:
         where = ", ".join(str(p) for p in paths)
-        raise ResultsError(f"no runs in {where}: no directory below it holds a summary.json or config.yaml")
+        raise ResultsError(f"no runs in {where}: no directory below it holds any of {', '.join(RUN_MARKS)}")
     return runs
 
 
@@ -77,6 +94,7 @@ class Analysis:
     workers: pd.DataFrame  # one row per worker
     metric: Metric
     target_text: str  # how the target was chosen, per workload ("" if there is none)
+    notes: list[str] = field(default_factory=list)  # what could not be read (curves left out)
 
 
 def analyse(paths: list[Path] | Path | str, target: float | None = None, margin: float = DEFAULT_MARGIN) -> Analysis:
@@ -84,10 +102,12 @@ def analyse(paths: list[Path] | Path | str, target: float | None = None, margin:
     runs = with_reference(load_sweeps(paths))
     runs["label"] = run_labels(runs)
     metric = quality_metric(runs)
-    curves = load_curves(runs)
+    notes: list[str] = []
+    curves = load_curves(runs, notes)
     chosen = targets(runs, metric, target, margin)
     runs = with_time_to_target(runs, curves, metric, chosen)
-    return Analysis(runs, curves, load_workers(runs), metric, "; ".join(sorted({t for _, t in chosen.values()})))
+    return Analysis(runs, curves, load_workers(runs), metric, "; ".join(sorted({t for _, t in chosen.values()})),
+                    notes)
 
 
 def build_report(paths: list[Path] | Path | str, out_dir: Path | None = None, target: float | None = None,
@@ -102,7 +122,8 @@ def build_report(paths: list[Path] | Path | str, out_dir: Path | None = None, ta
     a = analyse(paths, target, margin)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = Report(out_dir, out_dir / "report.md", tidy_table(a.runs, a.metric), warnings=_warnings(a.runs))
+    report = Report(out_dir, out_dir / "report.md", tidy_table(a.runs, a.metric),
+                    warnings=_warnings(a.runs) + a.notes)
     figures = {
         "speedup": plots.speedup(a.runs),
         "throughput": plots.throughput(a.runs),
@@ -115,7 +136,7 @@ def build_report(paths: list[Path] | Path | str, out_dir: Path | None = None, ta
     }
     for name, figure in figures.items():
         report.figures[name] = out_dir / f"{name}.png"
-        _write_atomically(report.figures[name], lambda path: figure.savefig(path, dpi=110, format="png"))
+        _write_atomically(report.figures[name], lambda path, figure=figure: figure.savefig(path, dpi=110, format="png"))
     atomic_write_text(out_dir / "runs.csv", report.table.to_csv(index=False))
     _write_atomically(out_dir / "runs.parquet", lambda path: report.table.to_parquet(path, index=False))
     atomic_write_text(report.page, _page(paths, a, report))  # last: a page means a complete report
@@ -137,7 +158,13 @@ def _warnings(runs: pd.DataFrame) -> list[str]:
         notes.append(f"no reference: {len(missing)} of {len(finished)} finished runs have no `{algorithm}` run on {workers} worker "
                      f"with the same model, data, batch, dtype and threads that finished ok, so their speed-up "
                      f"and default target are missing; add `algorithm={algorithm} gpus={workers}` to the sweep")
-    over = runs[runs["oversubscribed"] == True]  # noqa: E712  (a column of bools and None)
+    unusable = runs[runs["status"].isin([INCOMPLETE, UNREADABLE, DAMAGED])]
+    if not unusable.empty:
+        counts = unusable["status"].value_counts().to_dict()
+        notes.append(f"{len(unusable)} runs have no usable records ("
+                     + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+                     + "): listed in the table with the reason, left out of the figures")
+    over = runs[runs["oversubscribed"].eq(True)]  # a column of bools and None
     if not over.empty:
         notes.append(f"{len(over)} runs are oversubscribed (workers x threads > cores): their timings are CPU "
                      f"artefacts, drawn hollow")
@@ -158,16 +185,16 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = (("speedup", "Speed-up", "Time per iteration of the backprop reference on 1 worker divided by the run's; "
-             "dashed: ideal linear scaling."),
+SECTIONS = (("speedup", "Speed-up", ("Time per iteration of the backprop reference on 1 worker divided by the run's; "
+                                     "dashed: ideal linear scaling.")),
             ("throughput", "Throughput", "Training samples (or tokens) per second from the median time per iteration."),
             ("convergence_step", "Convergence per step", "The eval metric at each evaluation, one panel per worker count."),
             ("convergence_time", "Convergence in time", "The same against training time (evaluation excluded)."),
             ("final_quality", "Final quality", "The last evaluation of each run: what staleness or local losses cost."),
             ("time_to_target", "Time to target", "Training time until an evaluation first reaches the target."),
             ("memory", "Peak memory", "Per worker."),
-            ("time_breakdown", "Time breakdown", "Per worker and iteration: compute, communication wait and the rest "
-             "(idle, pipeline bubble, or waits the algorithm does not attribute)."))
+            ("time_breakdown", "Time breakdown", ("Per worker and iteration: compute, communication wait and the rest "
+                                                  "(idle, pipeline bubble, or waits the algorithm does not attribute).")))
 
 
 def _page(paths: list[Path], a: Analysis, report: Report) -> str:
@@ -182,7 +209,7 @@ def _page(paths: list[Path], a: Analysis, report: Report) -> str:
     bad = runs[~runs["status"].isin(["ok"])]
     if not bad.empty:
         lines += ["", "## Runs that did not finish ok", ""]
-        lines += [f"- `{r['run']}`: **{r['status']}**: {r['reason']}" for _, r in bad.iterrows()]
+        lines += [f"- `{r['run']}`: **{r['status']}**: {_fmt(r['reason']) or 'no reason given'}" for _, r in bad.iterrows()]
     lines += ["", "## All runs", "", markdown_table(report.table), "",
               "Table as `runs.csv` and `runs.parquet` beside this page."]
     for name, title, text in SECTIONS:

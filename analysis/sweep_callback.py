@@ -1,14 +1,15 @@
 """What a researcher sees when a multirun ends: one line per run, the report, and where they are.
 
-A Hydra callback, configured in experiments/config.yaml. Runs that failed or diverged are listed,
-never dropped. The report (`analysis.report`, the same code as `python -m analysis.report <sweep
-dir>`) is written into <sweep dir>/report, and with logger=wandb also logged to wandb. The sweep
-exits with status 1 if any run failed, 2 if no point of the grid was valid, so scripts and CI
-notice.
+A Hydra callback, configured in experiments/config.yaml. Runs that failed or diverged, and runs
+whose records are incomplete, unreadable or damaged, are listed, never dropped. The report
+(`analysis.report`, the same code as `python -m analysis.report <sweep dir>`) is written into
+<sweep dir>/report, and with logger=wandb also logged to wandb. The sweep exits with status 1 if
+any run failed, 2 if no point of the grid was valid, so scripts and CI notice.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,31 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mpbench.config import ReportSpec, settings_from
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: Any, spec: str, scale: float = 1.0) -> str:
+    return "n/a" if _missing(value) else format(value * scale, spec)
+
+
+def run_lines(runs) -> list[str]:
+    """The console lines for the runs of `analysis.load.load_runs`: one per run (its status, and
+    its eval loss and time per iteration if it is ok, else its reason), then the counts."""
+    lines = []
+    for _, run in runs.iterrows():
+        line = f"  {run['run']!s:<32} {run['status']!s:<9}"
+        if run["status"] == "ok":
+            line += (f" eval_loss={_number(run['eval_loss'], '.4f')}"
+                     f"  {_number(run['time_per_iter_median_s'], '.1f', 1e3):>8} ms/iter")
+        elif not _missing(run["reason"]):
+            line += f" {run['reason']}"
+        lines.append(line)
+    counts = runs["status"].value_counts().to_dict()
+    lines.append("  " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return lines
 
 
 class SweepSummary(Callback):
@@ -28,17 +54,10 @@ class SweepSummary(Callback):
         print(f"\nsweep finished: {len(runs)} runs in {sweep_dir}")
         if runs.empty:
             raise SystemExit(2)
-        for _, run in runs.iterrows():
-            line = f"  {run['run']:<32} {run['status']:<9}"
-            if run["status"] == "ok":
-                line += f" eval_loss={run['eval_loss']:.4f}  {run['time_per_iter_median_s'] * 1e3:8.1f} ms/iter"
-            else:
-                line += f" {run['reason']}"
-            print(line)
-        counts = runs["status"].value_counts().to_dict()
-        print("  " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+        print("\n".join(run_lines(runs)))
         print(f"results: {sweep_dir}  (load with analysis.load.load_runs)")
         _write_report(config, sweep_dir)
+        counts = runs["status"].value_counts().to_dict()
         if counts.get("failed"):
             raise SystemExit(1)
         if counts.get("skipped") == len(runs):

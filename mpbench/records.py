@@ -3,8 +3,9 @@
     <run dir>/config.yaml     the fully resolved config
     <run dir>/metrics.jsonl   one JSON object per step: step, train_loss, lr, step_time_s, and
                               eval_* on evaluation steps
-    <run dir>/summary.json    status (ok | failed | diverged | skipped), final metrics, timings,
-                              memory and traffic per worker, environment
+    <run dir>/summary.json    status (ok | failed | diverged | interrupted | skipped), final
+                              metrics, timings, memory and traffic per worker, environment, and
+                              the digests of the files it vouches for (`records_problem`)
     <run dir>/workers/rank<r>.json   each worker's own report, merged into summary.json
 
 Every file is written to a temporary name in the same directory and renamed into place, so a
@@ -14,6 +15,7 @@ not finish (it was killed, or is still running).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -35,6 +37,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a quota: say which file, and leave no temporary behind
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -47,6 +52,39 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+# The files a summary vouches for: their SHA-256 is stored in summary.json when the run ends, so
+# that resume and the report can tell a finished run from one whose records changed since.
+DIGESTED_FILES = ("config.yaml", "metrics.jsonl")
+
+
+def file_digests(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of each of DIGESTED_FILES that exists in `run_dir`."""
+    return {name: hashlib.sha256((Path(run_dir) / name).read_bytes()).hexdigest()
+            for name in DIGESTED_FILES if (Path(run_dir) / name).exists()}
+
+
+def records_problem(run_dir: Path, summary: Any) -> str | None:
+    """Why the records of `run_dir` cannot be trusted as `summary` describes them; None if they can.
+
+    `summary` is the parsed summary.json. A summary that is not a JSON object with a status, or
+    whose `digests` do not match the files beside it (truncated, edited, missing), is damaged.
+    Summaries written before digests existed are trusted as they are."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+        return "summary.json is not a run summary (a JSON object with a status)"
+    digests = summary.get("digests")
+    if digests is None:
+        return None
+    if not isinstance(digests, dict):
+        return "summary.json has malformed digests"
+    for name, expected in digests.items():
+        path = Path(run_dir) / str(name)
+        if not path.exists():
+            return f"{name} is missing (summary.json vouches for it)"
+        if hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+            return f"{name} changed since the run ended (it does not match the digest in summary.json)"
+    return None
 
 
 def worker_report_path(run_dir: Path, rank: int) -> Path:

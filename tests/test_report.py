@@ -4,7 +4,8 @@
   figure and the table: one row per run with its status, and a speed-up that equals the time per
   iteration of backprop on 1 worker over the run's, from the records.
 - A sweep with a failed run still gets its report, with the failure listed.
-- No runs, or a corrupt summary.json: one error line, exit 2.
+- No runs, or no such directory: one error line, exit 2 (runs whose records are incomplete,
+  unreadable or damaged are listed in the report: tests/test_report_damaged.py).
 - The notebooks run top to bottom on the sweep; wandb (offline) receives the figures and table.
 """
 
@@ -82,17 +83,13 @@ def test_a_failed_run_is_listed_in_its_sweeps_report(tmp_path):
 
 def report_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "analysis.report", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_bad_results_directories_give_one_error_line(tmp_path, sweep):
     empty = tmp_path / "empty"
     empty.mkdir()
-    corrupt = tmp_path / "corrupt" / "0_backprop_g1"
-    corrupt.mkdir(parents=True)
-    (corrupt / "summary.json").write_text('{"status": "ok", ')
-    for path, expected in ((empty, "no runs in"), (corrupt.parent, "summary.json is not valid JSON"),
-                           (tmp_path / "missing", "does not exist")):
+    for path, expected in ((empty, "no runs in"), (tmp_path / "missing", "does not exist")):
         result = report_cli(path)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and expected in lines[0] and str(path) in lines[0], result.stderr
