@@ -18,9 +18,16 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
+
+# SIGTERM during the imports below (seconds) stays pending until main() handles it: exit 143.
+# (Not in a spawned worker, which imports this file as __mp_main__ and installs its own handler.)
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 # Hydra would print its own multi-line errors and exit; we let them through to print one line.
-os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+# Forced, not defaulted: the user's HYDRA_FULL_ERROR=0 must not change the format or exit code.
+os.environ["HYDRA_FULL_ERROR"] = "1"
 
 import hydra  # noqa: E402
 import torch  # noqa: E402
@@ -32,21 +39,26 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 import algorithms  # noqa: E402, F401
 import models  # noqa: E402, F401
 from mpbench.blocks import BlockModel  # noqa: E402
-from mpbench.checkpoints import discard_checkpoints, finished_ok, same_run, verify_checkpoint  # noqa: E402
-from mpbench.config import RunSpec, run_spec_from  # noqa: E402
-from mpbench.data import load_dataset  # noqa: E402
+from mpbench.checkpoints import discard_checkpoints, verify_checkpoint  # noqa: E402
+from mpbench.config import RunSpec, check_group_choices, run_spec_from  # noqa: E402
+from mpbench.data import check_batch_fits, load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
-from mpbench.launch import launch, started_by_torchrun, torchrun_rank  # noqa: E402
+from mpbench.launch import check_torchrun, launch, started_by_torchrun, torchrun_rank  # noqa: E402
+from mpbench.preemption import Preempted, raise_on_sigterm  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
+from mpbench.run_dirs import Claim, claim_run_dir, register_resolvers  # noqa: E402
 from mpbench.topology import resolve_topology  # noqa: E402
-from mpbench.user_errors import USER_ERRORS, one_line  # noqa: E402
+from mpbench.user_errors import USER_ERRORS, check_overrides, in_results_dir, one_line  # noqa: E402
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "experiments")
+register_resolvers()  # ${unique_dir:...} in experiments/config.yaml
 
 
 def meta_model(spec: RunSpec, data_info) -> BlockModel:
     """The run's model on the meta device (its blocks, ties and heads, no memory), for the checks
-    made before any worker starts; a model that cannot be built for this data is bad input."""
+    made before any worker starts; a model that cannot be built for this data is bad input, and
+    so is a batch larger than the data."""
+    check_batch_fits(data_info, spec.batch_size)
     try:
         with torch.device("meta"):
             return spec.build_model(spec.model_settings, data_info)
@@ -58,8 +70,31 @@ def meta_model(spec: RunSpec, data_info) -> BlockModel:
 def train(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    run_dir = Path(hydra_cfg.runtime.output_dir)
     leader = not started_by_torchrun() or torchrun_rank() == 0
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        check_group_choices(hydra_cfg)  # algorithm=[a,b] would merge two configs into one run
+        gpus = cfg.get("gpus")
+        notice = check_torchrun(gpus if isinstance(gpus, int) else None)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        # Only rank 0 owns the run directory (mpbench/run_dirs.py: lock it, never replace a run's records).
+        claim = claim_run_dir(run_dir, config, config.get("resume") is True, multirun) if leader else None
+    except USER_ERRORS as err:
+        return _refused(cfg, err, multirun, leader, run_dir=None)  # nothing of ours there: write nothing
+    if leader and notice:
+        print(f"notice: {notice}", flush=True)
+    try:
+        return _run(cfg, config, claim.run_dir if claim else run_dir, claim, multirun, leader)
+    except OSError as err:  # here, not in main(): Hydra would first print a line of its own
+        results_unwritable(err)
+    finally:
+        if claim is not None:
+            claim.lock.release()
+
+
+def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, multirun: bool, leader: bool) -> str:
+    if claim is not None and claim.note:
+        print(f"notice: {claim.note}", flush=True)
     try:
         spec = run_spec_from(cfg)
         topology = resolve_topology(spec.gpus, spec.device, spec.threads_per_worker)
@@ -71,42 +106,34 @@ def train(cfg: DictConfig) -> str:
         if spec.checkpoint_every and gap:
             raise ConfigError(f"checkpoint_every={spec.checkpoint_every}: {spec.algorithm} cannot checkpoint "
                               f"({gap}); set checkpoint_every=0")
-        config = OmegaConf.to_container(cfg, resolve=True)
-        if spec.resume and finished_ok(run_dir, config):
-            if leader:
-                print(f"resume: {run_dir} already finished ok with this config; not run again", flush=True)
+        if claim is not None and claim.action == "done":
+            print(f"resume: {run_dir} already finished ok with this config; not run again", flush=True)
             return "ok"
-        if leader:
-            if spec.resume and same_run(run_dir, config):
-                step = verify_checkpoint(run_dir, spec.gpus)
-                print(f"resume: {run_dir} from " + (f"its checkpoint at step {step}" if step else "the start"),
-                      flush=True)
-            else:  # a new run here: another run's checkpoint must never be resumed into it
-                discard_checkpoints(run_dir)
+        if claim is not None and claim.action == "continue":
+            step = verify_checkpoint(run_dir, spec.gpus)
+            print(f"resume: {run_dir} from " + (f"its checkpoint at step {step}" if step else "the start"), flush=True)
+        elif claim is not None:  # a new run here: no other run's checkpoint may be resumed into it
+            discard_checkpoints(run_dir)
     except USER_ERRORS as err:
-        if not multirun:
-            # Exit here: a task that raises makes Hydra print an extra line of its own.
-            if leader:
-                print(f"error: {one_line(err)}", file=sys.stderr)
-            raise SystemExit(2) from None
-        # In a grid, a point the algorithm cannot run (backprop at gpus=2) must not stop the rest.
-        atomic_write_json(run_dir / "summary.json", {
-            "status": "skipped", "reason": one_line(err), "algorithm": cfg.algorithm.get("name"),
-            "model": cfg.model.get("name"), "dataset": cfg.dataset.get("name"), "gpus": cfg.gpus})
-        print(f"skipped {run_dir.name}: {one_line(err)}", flush=True)
-        return "skipped"
+        return _refused(cfg, err, multirun, leader, run_dir if claim is not None else None)
 
-    if leader:
-        # A run that starts (again) here: no earlier record may stand for it until it ends.
-        (run_dir / "summary.json").unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "workers", ignore_errors=True)
-        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        if topology.notice:
-            print(f"notice: {topology.notice}", flush=True)
-        if topology.oversubscribed:
-            print(f"notice: {topology.workers} workers x {topology.threads_per_worker} threads > "
-                  f"{topology.cores} cores: timings are oversubscribed", flush=True)
-    summary = launch(spec, topology, run_dir, config)
+    try:
+        if leader:
+            # A run that starts (again) here: no earlier record may stand for it until it ends.
+            (run_dir / "summary.json").unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "workers", ignore_errors=True)
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+            if topology.notice:
+                print(f"notice: {topology.notice}", flush=True)
+            if topology.oversubscribed:
+                print(f"notice: {topology.workers} workers x {topology.threads_per_worker} threads > "
+                      f"{topology.cores} cores: timings are oversubscribed", flush=True)
+        summary = launch(spec, topology, run_dir, config)
+    except Preempted:
+        if leader and not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").exists():
+            atomic_write_json(run_dir / "summary.json", _brief(cfg, "interrupted", "stopped by SIGTERM before the "
+                                                                  "workers started; run it again with resume=true"))
+        raise
     print(result_line(run_dir, summary), flush=True)
     if summary["status"] == "interrupted":
         raise SystemExit(128 + signal.SIGTERM)  # preempted: the whole job stops, sweep included
@@ -115,23 +142,54 @@ def train(cfg: DictConfig) -> str:
     return summary["status"]
 
 
+def _brief(cfg: DictConfig, status: str, reason: str) -> dict:
+    """The summary of a run that never reached its workers."""
+    return {"status": status, "reason": reason, "algorithm": cfg.algorithm.get("name"),
+            "model": cfg.model.get("name"), "dataset": cfg.dataset.get("name"), "gpus": cfg.get("gpus")}
+
+
+def _refused(cfg: DictConfig, err: BaseException, multirun: bool, leader: bool, run_dir: Path | None) -> str:
+    """Bad input: a single run ends here (exit 2); in a grid, a point the algorithm cannot run
+    (backprop at gpus=2) is recorded as skipped in its own directory and the rest go on."""
+    if not multirun:
+        # Exit here: a task that raises makes Hydra print an extra line of its own.
+        if leader:
+            print(f"error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if leader and run_dir is not None:
+        atomic_write_json(run_dir / "summary.json", _brief(cfg, "skipped", one_line(err)))
+    print(f"skipped {(run_dir or Path(HydraConfig.get().runtime.output_dir)).name}: {one_line(err)}", flush=True)
+    return "skipped"
+
+
 def main() -> None:
     if started_by_torchrun() and torchrun_rank() != 0:
         # Only rank 0 owns a run directory; the others learn its path from rank 0.
         sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.",
                      "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     try:
+        raise_on_sigterm()  # SIGTERM outside a run's training: stop here, exit 143 (mpbench/preemption.py)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        sys.argv[1:] = check_overrides(sys.argv[1:])  # non-ASCII: quote a path, refuse a look-alike
         train()
+    except Preempted:
+        print("interrupted: SIGTERM; run the same command with resume=true to continue", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except USER_ERRORS as err:
         if not started_by_torchrun() or torchrun_rank() == 0:
             print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
         raise SystemExit(2) from None
-    except OSError as err:  # the results directory cannot be made or written
-        if err.filename is None:
-            raise
-        print(f"error: cannot write the results to {err.filename}: {err.strerror}; choose a writable "
-              f"hydra.run.dir (or hydra.sweep.dir for -m)", file=sys.stderr)
-        raise SystemExit(2) from None
+    except OSError as err:
+        results_unwritable(err)
+
+
+def results_unwritable(err: OSError) -> NoReturn:
+    """The results directory cannot be made or written (a file in the way, a full disk): one line."""
+    if not in_results_dir(err.filename, sys.argv[1:]):
+        raise err  # data_dir and cache_dir problems are DatasetErrors; anything else is a bug to see
+    print(f"error: cannot write the results to {err.filename}: {err.strerror}; choose a writable "
+          f"hydra.run.dir (or hydra.sweep.dir for -m)", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

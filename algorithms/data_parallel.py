@@ -22,7 +22,7 @@ from mpbench.blocks import BlockModel, EvalTotals
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
 from mpbench.registry import register_algorithm
-from mpbench.settings import Settings, positive
+from mpbench.settings import Settings, check_range
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,7 @@ class DataParallelSettings(Settings):
     """DDP's gradient bucket size: larger buckets, fewer all-reduces."""
 
     def validate(self):
-        if not positive(self.bucket_cap_mb):
-            raise ValueError(f"bucket_cap_mb must be positive, got {self.bucket_cap_mb}")
+        check_range("bucket_cap_mb", self.bucket_cap_mb, 0, low_open=True)
 
 
 @register_algorithm("data_parallel", DataParallelSettings)

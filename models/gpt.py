@@ -164,8 +164,8 @@ def build(settings: GPTSettings, data: DataInfo) -> BlockModel:
         raise ValueError(f"model gpt needs the vocabulary size of dataset {data.name}; it has none")
     seq_len = data.input_shape[0]
     if seq_len > settings.context:
-        raise ValueError(f"gpt context ({settings.context}) must be at least the sequence length of "
-                         f"{data.name} ({seq_len}); raise context or shorten the sequences")
+        raise ValueError(f"model.context={settings.context} of gpt is shorter than the sequences of {data.name} "
+                         f"(dataset.seq_len={seq_len}); raise model.context or lower dataset.seq_len")
     embedding = Embedding(data.vocab_size, settings)
     layers = [TransformerBlock(settings) for _ in range(settings.n_layer)]
     head = Head(embedding.token.weight, settings)

@@ -27,7 +27,7 @@ from torch import nn
 
 from mpbench.blocks import BlockModel
 from mpbench.data.base import DataInfo
-from mpbench.settings import Settings
+from mpbench.settings import Settings, check_range
 from models.common import require_images
 from models.heads import CRITIC_WIDTH, ShapedHeads, init_weights, make_critic  # noqa: F401 (the paper's critic)
 
@@ -53,8 +53,7 @@ class LCVGGSettings(Settings):
                              f"got {d!r}")
         if not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(f"lc_vgg bn_momentum must be in (0, 1], got {self.bn_momentum!r}")
-        if not self.bn_eps > 0.0:
-            raise ValueError(f"lc_vgg bn_eps must be positive, got {self.bn_eps!r}")
+        check_range("bn_eps", self.bn_eps, 0, low_open=True)
 
 
 class ConvBNReLU(nn.Module):

@@ -16,23 +16,22 @@ batch t is a pure function of the seed and t.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from mpbench.errors import ConfigError
-from mpbench.records import atomic_write_text, read_json
-
-# Keys that control how a run is executed or reported, not what it computes: a run resumed with
-# other values of these is still the same run.
-RUN_CONTROL_KEYS = ("resume", "fault", "timeout_s", "checkpoint_every", "save_weights", "report")
-
+from mpbench.records import atomic_write_text
 
 class CheckpointError(ConfigError):
     """A checkpoint that cannot be used; said in one line naming the file."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A worker's state could not be saved (disk full, quota, I/O error); the run fails."""
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -54,8 +53,17 @@ def save_worker_state(run_dir: Path, step: int, rank: int, state: dict) -> None:
     path = step_dir(run_dir, step) / f"rank{rank}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.tmp")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    try:
+        torch.save(state, partial)
+        os.replace(partial, path)
+    except Exception as err:  # a full disk, a quota: no partial file may stay behind
+        partial.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # when no other worker saved into it
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointWriteError(f"cannot write checkpoint {path} ({first}; {free / 2**20:.0f} MiB free there); "
+                                   f"the previous checkpoint is kept") from None
 
 
 def mark_complete(run_dir: Path, step: int) -> None:
@@ -79,6 +87,9 @@ def load_worker_state(run_dir: Path, step: int, rank: int) -> dict:
 def verify_checkpoint(run_dir: Path, workers: int) -> int | None:
     """The step to resume from, after checking that every worker's file loads; None: start anew."""
     step = latest_complete_step(run_dir)
+    for partial in checkpoints_dir(run_dir).glob("step*"):  # steps never marked complete: garbage
+        if partial.name != f"step{step}":
+            shutil.rmtree(partial, ignore_errors=True)
     if step is not None:
         for rank in range(workers):
             load_worker_state(run_dir, step, rank)
@@ -87,24 +98,3 @@ def verify_checkpoint(run_dir: Path, workers: int) -> int | None:
 
 def discard_checkpoints(run_dir: Path) -> None:
     shutil.rmtree(checkpoints_dir(run_dir), ignore_errors=True)
-
-
-def same_run(run_dir: Path, config: dict) -> bool:
-    """Whether `run_dir` holds a run of `config` (the resolved config), run-control keys aside."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        return False
-    previous = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-
-    def essence(c: dict) -> dict:
-        return {k: v for k, v in c.items() if k not in RUN_CONTROL_KEYS}
-    return essence(previous) == essence(config)
-
-
-def finished_ok(run_dir: Path, config: dict) -> bool:
-    """Whether `run_dir` already holds a successful run of `config` (resume skips it)."""
-    summary = Path(run_dir) / "summary.json"
-    try:
-        return summary.exists() and read_json(summary).get("status") == "ok" and same_run(run_dir, config)
-    except ValueError:  # a corrupt summary: run again
-        return False

@@ -22,23 +22,39 @@ from typing import Any, Literal
 from omegaconf import DictConfig, OmegaConf
 
 from mpbench.errors import ConfigError
-from mpbench.settings import Settings, check_type, positive
+from mpbench.settings import Settings, check_range, check_type
 
 GROUPS = ("algorithm", "model", "dataset", "optimizer", "logger")
+MAX_SEED = 2**63 - 1  # seeds are int64 for torch and NumPy
+MAX_TIMEOUT_S = 7 * 24 * 3600  # a week: longer waits overflow torch's timeouts (inf does) and hide hangs
 
 
-def settings_from(cls: type, values: dict[str, Any], where: str) -> Any:
+def settings_from(cls: type, values: dict[str, Any], where: str, chosen: str | None = None,
+                  others: dict[str, type] | None = None) -> Any:
     """Build the settings dataclass `cls` from `values`, with one-line errors naming `where.key`.
 
     A mapping given to a field whose type is a settings class is built into that class (the
     `report` and `fault` sections). Errors of the class's own checks are prefixed with `where`.
+    `chosen` names the option of group `where` that `cls` belongs to and `others` maps every
+    option of the group to its settings class, so that a key of another option says so.
     """
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     prefix = f"{where}." if where else ""
     if unknown:
-        valid = ", ".join(known) or "none"
-        raise ConfigError(f"unknown key {prefix}{unknown[0]}; valid keys{' of ' + where if where else ''}: {valid}")
+        key, valid = unknown[0], ", ".join(known) or "none"
+        owners = sorted(name for name, other in (others or {}).items()
+                        if name != chosen and key in {f.name for f in dataclasses.fields(other)})
+        if chosen and owners:
+            raise ConfigError(f"{prefix}{key} is a key of {where} {', '.join(owners)}, not of {chosen} "
+                              f"(the chosen one); valid keys of {where} {chosen}: {valid}")
+        raise ConfigError(f"unknown key {prefix}{key}; valid keys{' of ' + where if where else ''}"
+                          f"{' ' + chosen if chosen else ''}: {valid}")
+    required = [f.name for f in known.values() if f.name not in values
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ConfigError(f"{prefix}{required[0]} is required{' by ' + where + ' ' + chosen if chosen else ''} "
+                          f"but has no value; set {prefix}{required[0]}=...")
     hints = typing.get_type_hints(cls)
     converted = {}
     for name, value in values.items():
@@ -102,16 +118,24 @@ class OptimizerSpec(Settings):
     """Clip the gradients to this L2 norm; null: no clipping. What one norm covers depends on the family (docs/algorithms)."""
 
     def validate(self) -> None:
-        if not positive(self.lr):
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.weight_decay < 0 or self.momentum < 0 or self.warmup_steps < 0:
-            raise ValueError("weight_decay, momentum and warmup_steps must be non-negative")
+        check_range("lr", self.lr, 0, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("momentum", self.momentum, 0, 1, high_open=True)
         if len(self.betas) != 2:
-            raise ValueError(f"betas must be two numbers, got {list(self.betas)}")
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        for beta in self.betas:
+            check_range("betas", beta, 0, 1, high_open=True)
+        check_range("eps", self.eps, 0, low_open=True)
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        check_range("min_lr_ratio", self.min_lr_ratio, 0, 1)
         if any(m <= 0 for m in self.milestones):
             raise ValueError(f"milestones must be positive steps, got {list(self.milestones)}")
-        if self.clip_norm is not None and not positive(self.clip_norm):
-            raise ValueError(f"clip_norm must be a positive number or null, got {self.clip_norm}")
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must be increasing steps, got {list(self.milestones)}")
+        check_range("decay_factor", self.decay_factor, 0, 1, low_open=True)
+        if self.clip_norm is not None:
+            check_range("clip_norm", self.clip_norm, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -137,6 +161,12 @@ class FaultSpec(Settings):
     kind: Literal["raise", "exit", "nan_loss", "nan_gradient"] = "raise"
     """raise: an exception; exit: os._exit(3), no report; nan_loss: its loss share is NaN; nan_gradient: every gradient its optimizers apply in that step is NaN."""
 
+    def validate(self) -> None:
+        if self.rank < 0:
+            raise ValueError(f"rank must be a worker rank (0 or more), got {self.rank}")
+        if self.step < 1:
+            raise ValueError(f"step must be a step of the run (1-based: 1 or more), got {self.step}")
+
 
 @dataclass(frozen=True)
 class ReportSpec(Settings):
@@ -148,6 +178,8 @@ class ReportSpec(Settings):
     """Relaxation of the reference's final metric: x 1.05 for bits per char or perplexity, x 0.95 for accuracy."""
 
     def validate(self) -> None:
+        if self.target is not None:
+            check_range("target", self.target)
         if not 0 <= self.target_margin < 1:
             raise ValueError(f"target_margin must be a fraction in [0, 1), got {self.target_margin!r}")
 
@@ -162,6 +194,8 @@ class RunSettings(Settings):
     """auto: CUDA with NCCL when there is one GPU per worker, else the CPU (with a notice); cuda fails without enough GPUs."""
     threads_per_worker: int = 1
     """CPU threads per worker: each worker is a fixed unit of compute, like a GPU."""
+    worker_limit: int | Literal["auto"] = "auto"
+    """The most CPU workers (gloo processes) a run may start; auto: 4 per available core, at least 8. A bound on mistakes such as gpus=1000, not on GPU runs."""
     steps: int = 300
     """Training iterations."""
     batch_size: int = 32
@@ -199,23 +233,26 @@ class RunSettings(Settings):
         for key in ("gpus", "steps", "batch_size", "eval_every", "eval_batches", "threads_per_worker"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
+        if self.worker_limit != "auto" and self.worker_limit < 1:
+            raise ValueError(f"worker_limit must be a positive integer or auto, got {self.worker_limit!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be a non-negative integer (0: no checkpoints), "
                              f"got {self.checkpoint_every!r}")
-        if not positive(self.timeout_s):
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
+        check_range("timeout_s", self.timeout_s, 0, MAX_TIMEOUT_S, low_open=True)
         if self.divergence_patience < 0:
             raise ValueError(f"divergence_patience must be a non-negative integer (0: off), "
                              f"got {self.divergence_patience!r}")
-        if not self.divergence_factor > 1:
-            raise ValueError(f"divergence_factor must be a number above 1, got {self.divergence_factor!r}")
+        check_range("divergence_factor", self.divergence_factor, 1, low_open=True)
         for key in ("data_dir", "cache_dir"):
             if getattr(self, key) == "":
                 raise ValueError(f"{key} must be a directory path or null, got ''")
         if self.fault is not None and not 0 <= self.fault.rank < self.gpus:
             raise ValueError(f"fault.rank must be a worker rank in 0..{self.gpus - 1}, got {self.fault.rank}")
+        if self.fault is not None and self.fault.step > self.steps:
+            raise ValueError(f"fault.step must be a step of the run, in 1..{self.steps} (steps={self.steps}), "
+                             f"got {self.fault.step}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,6 +274,22 @@ class RunSpec(RunSettings):
     cache_path: Path = Path(".cache")  # cache_dir resolved
 
 
+def check_group_choices(hydra_cfg: Any) -> None:
+    """ConfigError for a list given to a config group (`algorithm=[backprop,data_parallel]`):
+    Hydra would merge the options into one config and run that. `hydra_cfg` is HydraConfig.get()."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    for override in OverridesParser.create().parse_overrides(list(hydra_cfg.overrides.task)):
+        group = override.key_or_group
+        if group in (*GROUPS, "experiment") and override.value_type == ValueType.ELEMENT \
+                and isinstance(override.value(), list):
+            options = [str(o) for o in override.value()]
+            raise ConfigError(f"{override.input_line}: config group {group} takes one option, not a list (a list "
+                              f"merges the options into one config); choose one, e.g. {group}={options[0] if options else '<name>'}, "
+                              f"or sweep with -m {group}={','.join(options) or '<a>,<b>'}")
+
+
 def _group(cfg: dict, group: str) -> tuple[str, dict]:
     section = cfg.get(group)
     if not isinstance(section, dict) or "name" not in section:
@@ -245,15 +298,33 @@ def _group(cfg: dict, group: str) -> tuple[str, dict]:
     return values.pop("name"), values
 
 
+def _resolved(key: str, directory: str | None) -> Path | None:
+    """`directory` made absolute, or ConfigError naming `key` when it cannot be (a symlink loop)."""
+    if directory is None:
+        return None
+    try:
+        return Path(os.path.expanduser(directory)).resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: "Symlink loop from ..."
+        reason = "a symlink loop" if isinstance(err, RuntimeError) else (err.strerror or str(err))
+        raise ConfigError(f"{key} {directory} cannot be used: {reason}; set {key} to a directory") from None
+
+
 def run_spec_from(cfg: DictConfig) -> RunSpec:
     """Turn the composed Hydra config into a RunSpec, or raise ConfigError with one line."""
     from mpbench.data import DATASETS, default_cache_dir
     from mpbench.data.registry import resolve_data_dir
     from mpbench.registry import ALGORITHMS, MODELS, lookup
+    from mpbench.topology import check_worker_limit
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
+    missing = [f for f in dataclasses.fields(RunSettings) if f.name not in plain]
+    if missing:  # deleted on the command line (~key): the YAML must say what a run uses
+        default = OmegaConf.to_yaml({"v": dataclasses.asdict(RunSettings())[missing[0].name]}).strip()[3:]
+        raise ConfigError(f"{missing[0].name} is a required key but was deleted (~{missing[0].name}); "
+                          f"give it a value instead, e.g. {missing[0].name}={default}")
     top = settings_from(RunSettings, {k: v for k, v in plain.items() if k not in GROUPS}, "")
+    check_worker_limit(top.gpus, top.device, top.worker_limit)
 
     algorithm, algorithm_values = _group(plain, "algorithm")
     algorithm_entry = lookup(ALGORITHMS, "algorithm", algorithm)
@@ -264,15 +335,18 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(sorted(DATASETS))}")
     opt_name, opt_values = _group(plain, "optimizer")
     log_name, log_values = _group(plain, "logger")
-    data_dir = None if top.data_dir is None else Path(os.path.expanduser(top.data_dir)).resolve()
-    cache_dir = None if top.cache_dir is None else Path(os.path.expanduser(top.cache_dir)).resolve()
+    data_dir = _resolved("data_dir", top.data_dir)
+    cache_dir = _resolved("cache_dir", top.cache_dir)
     return RunSpec(
         **{f.name: getattr(top, f.name) for f in dataclasses.fields(RunSettings)},
         algorithm=algorithm, algorithm_cls=algorithm_entry.cls,
-        algorithm_settings=settings_from(algorithm_entry.settings, algorithm_values, "algorithm"),
+        algorithm_settings=settings_from(algorithm_entry.settings, algorithm_values, "algorithm", algorithm,
+                                         {name: entry.settings for name, entry in ALGORITHMS.items()}),
         model=model, build_model=model_entry.build,
-        model_settings=settings_from(model_entry.settings, model_values, "model"),
-        dataset=dataset, dataset_settings=settings_from(DATASETS[dataset][0], dataset_values, "dataset"),
+        model_settings=settings_from(model_entry.settings, model_values, "model", model,
+                                     {name: entry.settings for name, entry in MODELS.items()}),
+        dataset=dataset, dataset_settings=settings_from(DATASETS[dataset][0], dataset_values, "dataset", dataset,
+                                                        {name: entry[0] for name, entry in DATASETS.items()}),
         optimizer=settings_from(OptimizerSpec, {"name": opt_name, **opt_values}, "optimizer"),
         logger=settings_from(LoggerSpec, {"name": log_name, **log_values}, "logger"),
         data_path=resolve_data_dir(data_dir), cache_path=cache_dir or default_cache_dir(),

@@ -24,7 +24,9 @@ import torch.multiprocessing as mp
 
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
-from mpbench.records import atomic_write_json, environment_record, read_json, result_line, worker_report_path
+from mpbench.preemption import forwarded_to
+from mpbench.records import (atomic_write_json, environment_record, file_digests, read_json, result_line,
+                             worker_report_path)
 from mpbench.topology import Topology
 from mpbench.worker import Rendezvous, run_worker
 
@@ -32,7 +34,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def started_by_torchrun() -> bool:
-    return "TORCHELASTIC_RUN_ID" in os.environ or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+    """torchrun marks its workers with TORCHELASTIC_RUN_ID; RANK and WORLD_SIZE alone may be
+    left over in a shell or a job script and say nothing about this process."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def check_torchrun(workers: int | None) -> str | None:
+    """Before anything is written: torchrun's process count must be `gpus` (None: not known
+    yet). Returns a notice when RANK/WORLD_SIZE are set without torchrun (they are ignored)."""
+    if started_by_torchrun():
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if workers is not None and world != workers:
+            raise ConfigError(f"gpus={workers} but torchrun started {world} processes; "
+                              f"pass gpus={world} or --nproc-per-node={workers}")
+        return None
+    stale = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k in os.environ]
+    if stale:
+        return (f"{'/'.join(stale)} set in the environment but this process was not started by torchrun: "
+                f"ignored; {workers} worker(s) are spawned here")
+    return None
 
 
 def torchrun_rank() -> int:
@@ -59,37 +79,48 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
     store = dist.TCPStore("127.0.0.1", 0, topology.workers + 1, is_master=True,
                           timeout=timedelta(seconds=spec.timeout_s), wait_for_workers=False)
     rendezvous = Rendezvous("127.0.0.1", store.port)
-    context = mp.start_processes(run_worker, args=(spec, topology, run_dir, rendezvous, config),
-                                 nprocs=topology.workers, join=False, start_method="spawn")
+    processes: list = []
     launcher_error, crashed_rank = None, None
 
-    def preempted(*_):  # pass SIGTERM on: the workers checkpoint and stop, then we record the run
-        for p in context.processes:
+    def stop_workers():  # SIGTERM: the workers checkpoint and stop, then we record the run
+        for p in processes:
             if p.is_alive():
                 p.terminate()
-    previous_handler = signal.signal(signal.SIGTERM, preempted)
-    try:
-        while not context.join(timeout=0.5):
-            pass
-    except mp.ProcessRaisedException as err:  # only before run_worker's own error handling
-        launcher_error, crashed_rank = f"rank {err.error_index} raised", err.error_index
-    except mp.ProcessExitedException as err:  # workers end with os._exit: 1 after a failure
-        launcher_error = (f"rank {err.error_index} was killed by {err.signal_name}" if err.signal_name
-                          else f"rank {err.error_index} exited with code {err.exit_code}")
-        crashed_rank = err.error_index
-    except BaseException as err:  # Ctrl-C or anything else here: no worker may outlive this process
-        _terminate(context.processes)
-        summary = compose_summary(spec, topology, run_dir, started)
-        what = "Ctrl-C (SIGINT)" if isinstance(err, KeyboardInterrupt) else type(err).__name__
-        summary.update(status="interrupted", reason=f"interrupted by {what} before the run finished; "
-                       f"all workers ended")
-        atomic_write_json(run_dir / "summary.json", summary)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-        _terminate(context.processes)
+    with forwarded_to(stop_workers) as sigterm:
+        try:
+            context = mp.start_processes(run_worker, args=(spec, topology, run_dir, rendezvous, config),
+                                         nprocs=topology.workers, join=False, start_method="spawn")
+            processes.extend(context.processes)
+            if sigterm.received:  # it came while they were being started
+                stop_workers()
+            while not context.join(timeout=0.5):
+                pass
+        except mp.ProcessRaisedException as err:  # only before run_worker's own error handling
+            launcher_error, crashed_rank = f"rank {err.error_index} raised", err.error_index
+        except mp.ProcessExitedException as err:  # workers end with os._exit: 1 after a failure
+            launcher_error = (f"rank {err.error_index} was killed by {err.signal_name}" if err.signal_name
+                              else f"rank {err.error_index} exited with code {err.exit_code}")
+            crashed_rank = err.error_index if err.signal_name or err.exit_code != 1 else None
+        except BaseException as err:  # Ctrl-C or anything else here: no worker may outlive this process
+            _terminate(processes)
+            summary = compose_summary(spec, topology, run_dir, started)
+            what = "Ctrl-C (SIGINT)" if isinstance(err, KeyboardInterrupt) else type(err).__name__
+            summary.update(status="interrupted", reason=f"interrupted by {what} before the run finished; "
+                           f"all workers ended")
+            atomic_write_json(run_dir / "summary.json", summary)
+            raise
+        finally:
+            _terminate(processes)
     summary = compose_summary(spec, topology, run_dir, started, launcher_error, crashed_rank)
+    if sigterm.received and summary["status"] == "failed":
+        # A worker still starting up when our SIGTERM reached it dies of it; the rest then lose
+        # their peer. Nothing failed: the run was stopped before it could checkpoint.
+        summary.update(status="interrupted", interrupted_at_step=summary.get("failed_step") or 0,
+                       reason="stopped by SIGTERM while the workers were starting; run it again with resume=true",
+                       failed_rank=None, failed_step=None)
     atomic_write_json(run_dir / "summary.json", summary)
+    if sigterm.received and summary["status"] != "interrupted":
+        signal.raise_signal(signal.SIGTERM)  # it ended anyway, recorded as it is; now stop (Preempted)
     return summary
 
 
@@ -114,6 +145,27 @@ def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dic
                finish=write_summary if torchrun_rank() == 0 else None)
 
 
+# What a worker reports when a peer, not itself, went wrong: a wait that timed out or a
+# connection the peer closed.
+PEER_LOSS = ("PeerTimeout", "timed out", "timeout", "connection closed", "connection reset", "broken pipe")
+
+
+def _lost_peer(error: str) -> bool:
+    return any(sign in error.lower() for sign in (s.lower() for s in PEER_LOSS))
+
+
+def _cause(failures: list[dict], missing: list[int]) -> int | None:
+    """The rank that started a failure the launcher did not see: the earliest that failed by
+    itself; else one that left no report (stopped or hung: the others only timed out waiting
+    for it); else the earliest failure."""
+    own = [r for r in failures if not _lost_peer(r["error"])]
+    if own:
+        return own[0]["rank"]
+    if missing:
+        return missing[0]
+    return failures[0]["rank"] if failures else None
+
+
 def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: float,
                     launcher_error: str | None = None, crashed_rank: int | None = None) -> dict:
     """Merge the workers' reports into one record of the run.
@@ -135,20 +187,20 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
         "dtype": spec.dtype, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
         **{k: v for k, v in topology.as_record().items() if k != "workers"},
     }
-    # The cause: the worker the launcher saw end first; else the earliest reported failure (the
-    # others then only report "connection closed by peer"); else a worker that left no report.
-    cause = crashed_rank if crashed_rank is not None else (
-        failures[0]["rank"] if failures else (missing[0] if missing else None))
+    cause = crashed_rank if crashed_rank is not None else _cause(failures, missing)
     if cause is not None:
         report = reports.get(cause, {})
         if report.get("status") == "failed":
             where = f"at step {report['step']}" if report["step"] is not None else "during set-up"
             summary.update(status="failed", failed_rank=cause, failed_step=report["step"],
                            reason=f"rank {cause} failed {where}: {report['error']}")
-        else:  # died hard: killed, os._exit, a segfault
+        else:  # died hard (killed, os._exit, a segfault), or went silent (stopped, hung)
             step = next((r["step"] for r in failures if r.get("step")), None)
-            summary.update(status="failed", failed_rank=cause, failed_step=step,
-                           reason=f"rank {cause} ended without a report ({launcher_error or 'no report'})")
+            waiting = next((r for r in failures if _lost_peer(r["error"])), None)
+            reason = (f"rank {cause} stopped responding: it left no report, and rank {waiting['rank']} failed "
+                      f"waiting for it ({waiting['error'][:200]})" if waiting and crashed_rank is None
+                      else f"rank {cause} ended without a report ({launcher_error or 'no report'})")
+            summary.update(status="failed", failed_rank=cause, failed_step=step, reason=reason)
     elif launcher_error:
         summary.update(status="failed", failed_rank=None, reason=launcher_error)
     else:
@@ -158,11 +210,13 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
                            reason=rank0["diverged_reason"])
         elif rank0["status"] == "interrupted":
             step, saved = rank0["interrupted_at_step"], rank0.get("checkpointed_at_step")
-            resume = (f"checkpoint at step {saved}: run it again with resume=true" if saved == step
-                      else f"no checkpoint: {spec.algorithm} cannot checkpoint "
-                           f"({spec.algorithm_cls.checkpoint_gap(spec.algorithm_settings)})")
-            summary.update(status="interrupted", interrupted_at_step=step,
-                           reason=f"stopped by SIGTERM after step {step}; {resume}")
+            if saved == step or not step:
+                resume = "run it again with resume=true" + (f" (from its checkpoint at step {saved})" if saved else "")
+            else:
+                resume = (f"no checkpoint: {spec.algorithm} cannot checkpoint "
+                          f"({spec.algorithm_cls.checkpoint_gap(spec.algorithm_settings)})")
+            when = f"after step {step}" if step else "before its first step"
+            summary.update(status="interrupted", interrupted_at_step=step, reason=f"stopped by SIGTERM {when}; {resume}")
     if 0 in reports and "final" in reports[0]:
         rank0 = reports[0]
         summary.update(steps_completed=rank0["steps_completed"], final=rank0["final"],
@@ -177,5 +231,6 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
     summary["wait_s_per_worker"] = [r.get("wait_s_median") for r in ranked]
     summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
     summary["environment"] = environment_record(REPO)
+    summary["digests"] = file_digests(run_dir)  # what this summary vouches for (resume, the report)
     summary.update(started_at=started, finished_at=time.time(), wall_time_s=time.time() - started)
     return summary

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -105,6 +106,33 @@ def _type_name(option: Any) -> str:
 def positive(value: Any) -> bool:
     """A positive number (bools are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def check_range(key: str, value: Any, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """ValueError naming `key` unless `value` is a finite number in the interval from `low` to
+    `high` (None: unbounded), each end closed unless `*_open`. NaN and infinities never pass.
+
+    The message names the interval as a mathematician would: `[0, 1)`, `> 0`, `>= 1`.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # Written so that NaN fails every comparison (`not (nan > 0)` is True).
+    ok = number and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    if low is not None and high is not None:
+        interval = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        interval = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        interval = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        interval = "(not NaN or infinite)"
+    raise ValueError(f"{key} must be a finite number {interval}, got {value!r}")
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -61,3 +61,22 @@ def resolve_topology(workers: int, device: str, threads_per_worker: int) -> Topo
         notice = (f"device=auto: {gpus_here} CUDA device(s) for {workers} workers; "
                   f"running on CPU with gloo instead")
     return Topology(workers, "cpu", "gloo", threads_per_worker, cores, notice)
+
+
+def cpu_worker_limit(worker_limit: int | str) -> int:
+    """The most CPU workers a run may start: `worker_limit`, or for `auto` 4 per available core
+    and at least 8 (each worker is a process of a few hundred MB)."""
+    return max(8, 4 * available_cores()) if worker_limit == "auto" else int(worker_limit)
+
+
+def check_worker_limit(workers: int, device: str, worker_limit: int | str) -> None:
+    """ConfigError unless `workers` CPU workers fit `worker_limit` (GPU runs are bounded by the
+    GPUs there are); a guard against `gpus=1000` starting a thousand processes."""
+    if device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() >= workers:
+        return  # one GPU per worker
+    limit = cpu_worker_limit(worker_limit)
+    if workers > limit:
+        bound = (f"worker_limit=auto allows {limit} on {available_cores()} cores" if worker_limit == "auto"
+                 else f"worker_limit={limit}")
+        raise ConfigError(f"gpus={workers} would start {workers} CPU worker processes but {bound}; "
+                          f"use fewer gpus, or raise the bound explicitly with worker_limit={workers}")

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from tqdm import tqdm
 
 from mpbench.algorithm import Algorithm, StepLoss, Worker
 from mpbench.blocks import EvalTotals
@@ -46,6 +45,7 @@ from mpbench.config import FaultSpec, OptimizerSpec
 from mpbench.data.base import DataInfo, Dataset
 from mpbench.optim import lr_at
 from mpbench.parallel.clock import steady_median
+from mpbench.progress import progress_bar
 from mpbench.transport import Pending
 
 
@@ -197,6 +197,13 @@ class Trainer:
         buf[3 + self.worker.rank] = non_finite(self.algorithm.model_state()).to(buf.device, torch.float64)
         return self.worker.transport.start_all_reduce(buf, count=False)
 
+    def _stopped_before_start(self) -> bool:
+        """Whether some worker got SIGTERM before the first step (all agree: one reduction)."""
+        flag = torch.tensor([1.0 if self.checkpoints.stop_requested() else 0.0], device=self.worker.device)
+        if self.worker.world_size > 1:
+            self.worker.transport.all_reduce(flag, count=False)
+        return flag.item() > 0
+
     def _evaluate(self) -> dict:
         totals = self.algorithm.evaluate(self.eval_set)
         if self.worker.world_size > 1:
@@ -225,8 +232,11 @@ class Trainer:
         first = 1
         if self.checkpoints.resume_state is not None:
             first, last_eval, loss = self._restore(self.checkpoints.resume_state, outcome)
-        bar = tqdm(total=self.steps, initial=first - 1, disable=not self.progress, desc="train", unit="step",
-                   dynamic_ncols=True, leave=True)
+        if self._stopped_before_start():  # SIGTERM while the workers were being set up
+            outcome.status, outcome.interrupted_at, outcome.checkpointed_at = "interrupted", first - 1, first - 1
+            outcome.final = {"train_loss": loss, **last_eval}
+            return outcome
+        bar = progress_bar(self.steps, first - 1, self.progress)
         unfinished: _StepInFlight | None = None  # the previous step, its loss still being reduced
         for step in range(first, self.steps + 1):
             lr = lr_at(step - 1, self.steps, self.optimizer)

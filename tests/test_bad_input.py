@@ -113,7 +113,8 @@ def test_unknown_key_lists_the_keys_of_the_chosen_option(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == ["error: unknown config key 'dataset.seq_len'; valid keys of dataset fashion_mnist: name"]
+    assert lines == [("error: dataset.seq_len is a key of dataset ptb, tinyshakespeare, wikitext2, not of "
+                      "fashion_mnist (the chosen one); valid keys of dataset fashion_mnist: name")]
 
 
 @pytest.mark.slow

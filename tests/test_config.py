@@ -4,6 +4,7 @@ defaults are the settings classes' defaults; every field is documented; typed ch
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 
@@ -114,3 +115,156 @@ def test_typed_checks_name_the_key(override, named):
 def test_the_configuration_reference_is_the_settings_docstrings():
     from mpbench.config_docs import PAGE, render
     assert PAGE.read_text() == render(), "docs/configuration.md is stale: run `make docs`"
+
+
+# ---- range checks: NaN never passes, infinities only where they mean something (nowhere yet) ----
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("value,low,high,opens,ok", [
+    (0.5, 0, 1, (False, True), True), (0, 0, 1, (False, True), True), (1, 0, 1, (False, True), False),
+    (0, 0, None, (True, False), False), (1e300, 0, None, (True, False), True), (NAN, 0, 1, (False, False), False),
+    (NAN, None, None, (False, False), False), (INF, 0, None, (True, False), False),
+    (-INF, None, 0, (False, False), False), (True, 0, 1, (False, False), False), ("1", 0, 1, (False, False), False),
+])
+def test_check_range(value, low, high, opens, ok):
+    from mpbench.settings import check_range
+    if ok:
+        check_range("key", value, low, high, low_open=opens[0], high_open=opens[1])
+    else:
+        with pytest.raises(ValueError, match=r"^key must be a finite number"):
+            check_range("key", value, low, high, low_open=opens[0], high_open=opens[1])
+
+
+@pytest.mark.parametrize("values,named", [
+    ({"lr": NAN}, "lr"), ({"lr": INF}, "lr"), ({"lr": -1e-3}, "lr"), ({"lr": 0}, "lr"),
+    ({"weight_decay": -0.1}, "weight_decay"), ({"weight_decay": NAN}, "weight_decay"), ({"weight_decay": INF}, "weight_decay"),
+    ({"momentum": 1.0}, "momentum"), ({"momentum": -0.1}, "momentum"), ({"momentum": NAN}, "momentum"),
+    ({"betas": (0.9, 1.0)}, "betas"), ({"betas": (-0.1, 0.9)}, "betas"), ({"betas": (NAN, 0.9)}, "betas"),
+    ({"betas": (0.9, 0.99, 0.999)}, "betas"), ({"betas": (0.9,)}, "betas"),
+    ({"eps": 0}, "eps"), ({"eps": -1e-8}, "eps"), ({"eps": NAN}, "eps"), ({"eps": INF}, "eps"),
+    ({"warmup_steps": -1}, "warmup_steps"), ({"min_lr_ratio": 1.5}, "min_lr_ratio"), ({"min_lr_ratio": NAN}, "min_lr_ratio"),
+    ({"decay_factor": 0}, "decay_factor"), ({"decay_factor": 1.5}, "decay_factor"), ({"decay_factor": NAN}, "decay_factor"),
+    ({"milestones": (0, 5)}, "milestones"), ({"milestones": (5, 3)}, "milestones"),
+    ({"clip_norm": 0}, "clip_norm"), ({"clip_norm": NAN}, "clip_norm"), ({"clip_norm": INF}, "clip_norm"),
+])
+def test_optimizer_ranges_name_the_key(values, named):
+    with pytest.raises(ValueError, match=rf"^{named} must"):
+        OptimizerSpec(**values)
+
+
+def test_optimizer_edges_that_are_valid():
+    OptimizerSpec(momentum=0.0, betas=(0.0, 0.999), weight_decay=0.0, decay_factor=1.0, min_lr_ratio=1.0,
+                  milestones=(3, 5), lr=1e6)
+
+
+@pytest.mark.parametrize("values,named", [
+    ({"timeout_s": NAN}, "timeout_s"), ({"timeout_s": INF}, "timeout_s"), ({"timeout_s": 0}, "timeout_s"),
+    ({"timeout_s": -5}, "timeout_s"), ({"timeout_s": 1e9}, "timeout_s"),
+    ({"seed": -1}, "seed"), ({"seed": 2**63}, "seed"), ({"seed": 10**30}, "seed"),
+    ({"divergence_factor": INF}, "divergence_factor"), ({"divergence_factor": NAN}, "divergence_factor"),
+    ({"divergence_factor": 1.0}, "divergence_factor"),
+    ({"steps": 0}, "steps"), ({"batch_size": 0}, "batch_size"), ({"eval_every": -1}, "eval_every"),
+    ({"eval_batches": 0}, "eval_batches"), ({"threads_per_worker": 0}, "threads_per_worker"), ({"gpus": -2}, "gpus"),
+    ({"worker_limit": 0}, "worker_limit"), ({"worker_limit": "many"}, "worker_limit"),
+    ({"divergence_patience": -1}, "divergence_patience"), ({"checkpoint_every": -1}, "checkpoint_every"),
+])
+def test_run_settings_ranges_name_the_key(values, named):
+    with pytest.raises(ValueError, match=rf"^{named} must"):
+        RunSettings(**values)
+
+
+def test_run_settings_edges_that_are_valid():
+    RunSettings(seed=2**63 - 1, timeout_s=7 * 24 * 3600, worker_limit=1, divergence_factor=1.0001)
+
+
+@pytest.mark.parametrize("override,named", [
+    ("fault={rank:0,step:0,kind:raise}", "fault.step"), ("fault={rank:0,step:301,kind:raise}", "fault.step"),
+    ("fault={rank:-1,step:1,kind:raise}", "fault.rank"), ("report.target=nan", "report.target"),
+    ("report.target=inf", "report.target"), ("report.target_margin=nan", "report.target_margin"),
+    ("optimizer.lr=inf", "optimizer.lr"), ("optimizer.betas=[0.9,1.5]", "optimizer.betas"),
+    ("timeout_s=inf", "timeout_s"), ("seed=9223372036854775808", "seed"),
+    ("algorithm=data_parallel gpus=2 algorithm.bucket_cap_mb=inf", "algorithm.bucket_cap_mb"),
+    ("algorithm=local_critic gpus=2 algorithm.critic_lr=inf", "algorithm.critic_lr"),
+    ("algorithm=dni gpus=2 algorithm.synthesizer_lr=nan", "algorithm.synthesizer_lr"),
+    ("model=lc_vgg dataset=cifar10 +model.bn_eps=inf", "model.bn_eps"),
+    ("model.dropout=nan", "dropout"),
+    ("gpus=1000 device=cpu", "worker_limit"), ("gpus=9 device=cpu worker_limit=8", "worker_limit=8"),
+    ("~steps", "steps is a required key"), ("~model.n_layer", "model.n_layer is required"),
+])
+def test_range_checks_through_the_config_name_the_key(override, named):
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        run_spec_from(composed(override.split()))
+
+
+def test_an_explicit_worker_limit_allows_more_workers():
+    assert run_spec_from(composed(["gpus=9", "device=cpu", "worker_limit=9", "algorithm=data_parallel"])).gpus == 9
+
+
+def test_auto_worker_limit_is_four_per_core_and_at_least_eight(monkeypatch):
+    from mpbench import topology
+    monkeypatch.setattr(topology, "available_cores", lambda: 1)
+    assert topology.cpu_worker_limit("auto") == 8
+    monkeypatch.setattr(topology, "available_cores", lambda: 16)
+    assert topology.cpu_worker_limit("auto") == 64
+    assert topology.cpu_worker_limit(3) == 3
+    topology.check_worker_limit(64, "cpu", "auto")
+    with pytest.raises(ConfigError, match="gpus=65.*worker_limit=auto allows 64.*worker_limit=65"):
+        topology.check_worker_limit(65, "cpu", "auto")
+
+
+def test_a_key_of_another_option_says_which_option_has_it():
+    with pytest.raises(ConfigError) as error:
+        run_spec_from(composed(["experiment=smoke", "dataset=cifar10"]))  # smoke sets dataset.seq_len
+    assert str(error.value) == ("dataset.seq_len is a key of dataset ptb, tinyshakespeare, wikitext2, not of cifar10 "
+                                "(the chosen one); valid keys of dataset cifar10: augment, format")
+
+
+@pytest.mark.parametrize("task,ok", [
+    (["algorithm=backprop"], True), (["algorithm=[backprop,data_parallel]"], False), (["model=[gpt_tiny]"], False),
+    (["+experiment=[smoke,lc1]"], False), (["optimizer.betas=[0.9,0.99]"], True), (["dataset=[ptb,cifar10]"], False),
+])
+def test_a_list_for_a_config_group_is_refused(task, ok):
+    from types import SimpleNamespace
+
+    from mpbench.config import check_group_choices
+    hydra_cfg = SimpleNamespace(overrides=SimpleNamespace(task=task))
+    if ok:
+        check_group_choices(hydra_cfg)
+    else:
+        with pytest.raises(ConfigError, match=r"takes one option, not a list.*-m "):
+            check_group_choices(hydra_cfg)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["hydra.run.dir=/tmp/résumé/run"], ["hydra.run.dir='/tmp/résumé/run'"]),
+    (["data_dir='/tmp/ü'"], ["data_dir='/tmp/ü'"]), (["-m", "gpus=1,2"], ["-m", "gpus=1,2"]),
+    (["-cn", "config", "steps=3"], ["-cn", "config", "steps=3"]),
+    (["hydra.run.dir=/tmp/it's-é"], ['hydra.run.dir="/tmp/it\'s-é"']),
+])
+def test_non_ascii_values_are_quoted_for_hydra(args, expected):
+    from mpbench.user_errors import check_overrides
+    assert check_overrides(args) == expected
+
+
+@pytest.mark.parametrize("arg,named", [
+    ("gpus＝2", "'＝' (U+FF1D); use '='"), ("steps=１０", "'１' (U+FF11); use '1'"),
+    ("algorithm=data–parallel", "'–' (U+2013); use '-'"), ("algorithm.balance=[1,2", "unbalanced brackets"),
+    ("model.options={a:1", "unbalanced brackets"), ("report.target=1]", "unbalanced brackets"),
+    ("x='abc", "unbalanced quotes"), ("stéps=3", "the key 'stéps'"),
+])
+def test_bad_overrides_are_named(arg, named):
+    from mpbench.user_errors import check_overrides
+    with pytest.raises(ConfigError, match=re.escape(named)) as error:
+        check_overrides([arg])
+    assert arg in str(error.value)
+
+
+def test_a_batch_larger_than_the_data_names_both():
+    from mpbench.data import DataInfo, DatasetError, check_batch_fits
+    info = DataInfo("toy", "classification", (1, 4, 4), num_classes=2, train_samples=100)
+    check_batch_fits(info, 100)
+    with pytest.raises(DatasetError, match="batch_size=101 is larger than the 100 training samples of toy"):
+        check_batch_fits(info, 101)
+    check_batch_fits(DataInfo("unknown size", "lm", (8,), vocab_size=3), 10**9)

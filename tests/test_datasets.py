@@ -429,7 +429,7 @@ def test_settings_of_another_dataset_are_rejected(shared_data_dir):
 
 
 def test_seq_len_longer_than_the_corpus_is_rejected(shared_data_dir):
-    with pytest.raises(ValueError, match="seq_len"):
+    with pytest.raises(DatasetError, match="seq_len"):
         load_dataset("ptb", TextSettings(seq_len=100_000), shared_data_dir, SEED)
 
 

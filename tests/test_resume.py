@@ -22,7 +22,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mpbench.checkpoints import finished_ok, same_run
+from mpbench.run_dirs import finished_ok, same_run
 from tests.cli import REPO, TINY, merged_weights, read_metrics, read_summary, run_cli
 
 pytestmark = pytest.mark.slow  # real processes: CI runs it, `pytest -m "not slow"` skips it
@@ -114,6 +114,7 @@ def test_sigterm_checkpoints_and_stops_then_resume_finishes(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     summary = read_summary(run_dir)
+    assert "interrupted_at_step" in summary, summary
     step = summary["interrupted_at_step"]
     assert summary["status"] == "interrupted" and "resume=true" in summary["reason"]
     assert (run_dir / "checkpoints" / f"step{step}" / "complete").exists()

@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 from algorithms.local_learning.engine import Learned, LocalLearning, PipelinedSettings
 from mpbench.registry import register_algorithm
-from mpbench.settings import positive
+from mpbench.settings import check_range
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class DNISettings(PipelinedSettings):
 
     def validate(self):
         super().validate()
-        if not positive(self.synthesizer_lr):
-            raise ValueError(f"synthesizer_lr must be positive, got {self.synthesizer_lr}")
+        check_range("synthesizer_lr", self.synthesizer_lr, 0, low_open=True)
         for key in ("synthesizer_every", "synthesizer_width"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")

@@ -31,7 +31,7 @@ from mpbench.blocks import BlockModel
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
 from mpbench.registry import register_algorithm
-from mpbench.settings import positive
+from mpbench.settings import check_range
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ class LocalCriticSettings(PipelinedSettings):
         convs = self.critic_convs if isinstance(self.critic_convs, tuple) else (self.critic_convs,)
         if not convs or any(c < 1 for c in convs):
             raise ValueError(f"critic_convs must be a positive integer or a list of them, got {self.critic_convs!r}")
-        if not positive(self.critic_lr):
-            raise ValueError(f"critic_lr must be positive, got {self.critic_lr}")
+        check_range("critic_lr", self.critic_lr, 0, low_open=True)
         if self.critic_every < 1:
             raise ValueError(f"critic_every must be a positive integer, got {self.critic_every!r}")
         if self.critic_blocks < 0:

@@ -6,6 +6,7 @@
 """
 
 from mpbench.data.base import DataInfo, Dataset
+from mpbench.data.batching import check_batch_fits
 from mpbench.data.checksums import EXPECTED, Expected, verify_file
 from mpbench.data.decode_cache import default_cache_dir
 from mpbench.data.download import DOWNLOADS, download
@@ -23,6 +24,6 @@ from mpbench.data.registry import (
 
 __all__ = [
     "DATASETS", "DATA_DIR_ENV", "DOWNLOADS", "EXPECTED", "Cifar10Settings", "DataInfo", "Dataset",
-    "DatasetError", "DatasetSpec", "Expected", "ImageSettings", "TextSettings", "check_present",
+    "DatasetError", "DatasetSpec", "Expected", "ImageSettings", "TextSettings", "check_batch_fits", "check_present",
     "default_cache_dir", "download", "load_dataset", "verify_file",
 ]

@@ -24,6 +24,7 @@ class DataInfo:
     vocab_size: int | None = None  # language models
     num_classes: int | None = None  # classifiers
     unit: str = "sample"  # what one predicted item is: "char", "word" or "sample"
+    train_samples: int | None = None  # distinct training samples (images, or text windows); None: unknown
 
 
 class Dataset(Protocol):

@@ -66,7 +66,7 @@ class ImageClassificationDataset:
                  num_classes: int = 10):
         (train_images, train_labels), (test_images, test_labels) = train, test
         self.info = DataInfo(name=name, task="classification", input_shape=tuple(train_images.shape[1:]),
-                             num_classes=num_classes, unit="sample")
+                             num_classes=num_classes, unit="sample", train_samples=len(train_labels))
         self.train_images = torch.from_numpy(train_images)
         self.train_labels = torch.from_numpy(train_labels)
         self.test_images = torch.from_numpy(test_images)

@@ -7,6 +7,7 @@ config layer builds it from the `dataset` config group) and whose second is the 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,4 +143,31 @@ def load_dataset(name: str, settings: Any, data_dir: str | Path | None, seed: in
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
-    return spec.load(settings, resolve_data_dir(data_dir), seed, cache_dir)
+    data_dir = resolve_data_dir(data_dir)
+    check_data_dir(data_dir)
+    try:
+        return spec.load(settings, data_dir, seed, cache_dir)
+    except OSError as err:  # a file that exists but cannot be read, or a cache that cannot be written
+        path = Path(err.filename) if err.filename else data_dir
+        key, directory = ("cache_dir", cache_dir) if _is_within(path, cache_dir) else ("data_dir", data_dir)
+        raise DatasetError(f"cannot use {path} ({err.strerror or err}) for dataset {name}; check {key} "
+                           f"({directory})") from None
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """DatasetError, naming data_dir, unless `data_dir` is a directory that can be looked into
+    (a missing one is left to the missing-file message, which says where to get each file)."""
+    try:
+        mode = os.stat(data_dir).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:  # a symlink loop, a name too long, no permission, a file as a parent
+        raise DatasetError(f"data_dir {data_dir} cannot be used: {err.strerror or err}; set data_dir "
+                           f"(or ${DATA_DIR_ENV}) to the directory that holds the datasets") from None
+    if not stat.S_ISDIR(mode):
+        raise DatasetError(f"data_dir {data_dir} is not a directory; set data_dir (or ${DATA_DIR_ENV}) to the "
+                           f"directory that holds the datasets")
+
+
+def _is_within(path: Path, directory: Path) -> bool:
+    return path == directory or directory in path.parents

@@ -40,9 +40,11 @@ class LanguageModelDataset:
                  seq_len: int, seed: int):
         for split in ("train", "valid"):
             if len(splits[split]) < seq_len + 1:
-                raise ValueError(f"seq_len={seq_len} is too long for the {split} split of {name} "
-                                 f"({len(splits[split])} tokens); use at most {len(splits[split]) - 1}")
-        self.info = DataInfo(name=name, task="lm", input_shape=(seq_len,), vocab_size=len(vocab), unit=unit)
+                raise DatasetError(f"dataset.seq_len={seq_len} is too long for the {split} split of {name} "
+                                   f"({len(splits[split])} tokens); use at most {len(splits[split]) - 1}")
+        # A training window starts anywhere in [0, n_train - seq_len - 1]: so many distinct windows.
+        self.info = DataInfo(name=name, task="lm", input_shape=(seq_len,), vocab_size=len(vocab), unit=unit,
+                             train_samples=len(splits["train"]) - seq_len)
         self.splits = splits
         self.vocab = vocab
         self.seq_len = seq_len

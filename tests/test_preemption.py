@@ -1,0 +1,118 @@
+"""SIGTERM means "stop and be resumable" at every moment of a run's life (issue 15, class 3).
+
+Sent to run.py as a scheduler would: before anything started, while the workers set up, mid-way
+through training, and between two runs of a sweep. Each time: exit status 143, the run (if one
+was set up) recorded as `interrupted`, a sweep stopped, no process left; and resume=true then
+finishes with metrics bit-identical to an uninterrupted run's (float64, step times aside).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.catalogue import session_alive
+from tests.cli import REPO, TINY, read_metrics, read_summary, run_cli
+
+pytestmark = pytest.mark.slow
+
+EXACT = [*TINY, "dtype=float64", "algorithm=data_parallel", "gpus=2", "steps=60", "eval_every=4",
+         "checkpoint_every=7"]
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def terminate(process: subprocess.Popen) -> str:
+    """SIGTERM to run.py; returns its stderr once it ended with 143 and left no process."""
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    deadline = time.time() + 10
+    while session_alive(process.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not session_alive(process.pid)
+    return stderr
+
+
+def curve(run_dir: Path) -> list[tuple]:
+    return [tuple(v for k, v in sorted(row.items()) if k != "step_time_s") for row in read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> list[tuple]:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    assert run_cli([*EXACT, f"hydra.run.dir={run_dir}"], cwd=run_dir.parent).returncode == 0
+    return curve(run_dir)
+
+
+def resume_to_the_end(run_dir: Path, cwd: Path, args: list[str] = EXACT) -> None:
+    resumed = run_cli([*args, "resume=true", f"hydra.run.dir={run_dir}"], cwd=cwd)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_summary(run_dir)["status"] == "ok"
+
+
+def test_sigterm_before_anything_started_exits_143_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start([*EXACT, f"hydra.run.dir={run_dir}"], tmp_path)
+    time.sleep(0.5)  # still importing torch
+    terminate(process)
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_sigterm_while_the_workers_set_up_is_interrupted_and_resumes(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start([*EXACT, f"hydra.run.dir={run_dir}"], tmp_path)
+    wait_for(run_dir / "config.yaml", process)  # written just before the workers are spawned
+    terminate(process)
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted" and "resume=true" in summary["reason"], summary
+    resume_to_the_end(run_dir, tmp_path)
+    assert curve(run_dir) == uninterrupted
+
+
+def test_sigterm_mid_training_is_interrupted_at_a_checkpoint_and_resumes_bit_identical(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start([*EXACT, f"hydra.run.dir={run_dir}"], tmp_path)
+    wait_for(run_dir / "metrics.jsonl", process)  # the first evaluation (step 4) is written
+    terminate(process)
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted", summary
+    step = summary["interrupted_at_step"]
+    assert (run_dir / "checkpoints" / f"step{step}" / "complete").exists()  # taken where it stopped
+    resume_to_the_end(run_dir, tmp_path)
+    assert read_summary(run_dir)["resumed_from_step"] == step
+    assert curve(run_dir) == uninterrupted
+
+
+def test_sigterm_between_the_runs_of_a_sweep_stops_it_and_resume_finishes_it(tmp_path):
+    sweep = tmp_path / "sweep"
+    grid = ["-m", *TINY, "dtype=float64", "seed=1,2", f"hydra.sweep.dir={sweep}"]
+    process = start(grid, tmp_path)
+    first = sweep / "0_backprop_g1"
+    wait_for(first / "summary.json", process)
+    kept = (first / "summary.json").read_bytes()
+    terminate(process)
+    second = sweep / "1_backprop_g1" / "summary.json"
+    assert not second.exists() or read_summary(second.parent)["status"] == "interrupted"
+    again = run_cli([*grid, "resume=true"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (first / "summary.json").read_bytes() == kept  # finished: not run again
+    assert read_summary(second.parent)["status"] == "ok"
+    assert (sweep / "report" / "report.md").exists()
