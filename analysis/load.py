@@ -31,8 +31,12 @@ from mpbench.records import records_problem
 
 COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset", "gpus", "threads_per_worker",
            "device_type", "oversubscribed", "steps", "steps_completed", "batch_size", "seed", "dtype",
-           "train_loss", "eval_loss", "time_per_iter_median_s", "samples_per_s", "tokens_per_s",
-           "peak_memory_bytes_max", "bytes_sent_total", "wall_time_s", "workload", "git_commit", "path"]
+           "train_loss", "eval_loss", "time_per_iter_median_s", "time_per_iter_iqr_s", "interference",
+           "samples_per_s", "tokens_per_s",
+           "peak_memory_bytes_max", "bytes_sent_total", "wall_time_s", "workload", "git_commit", "reference_role",
+           "path"]
+# Where a sweep keeps the reference runs it added or reused (analysis/reference.py).
+REFERENCES = "references"
 
 # What makes two runs' times comparable: the same model, data, batch, number format and worker
 # size. The reference for a run's speed-up is `backprop` on one worker of the same workload.
@@ -49,7 +53,8 @@ SUMMARY_FIELDS = {"status": TEXT, "reason": TEXT, "algorithm": TEXT, "model": TE
                   "device_type": TEXT, "dtype": TEXT, "gpus": INTEGER, "threads_per_worker": INTEGER,
                   "steps": INTEGER, "steps_completed": INTEGER, "batch_size": INTEGER, "seed": INTEGER,
                   "oversubscribed": FLAG, "time_per_iter_median_s": NUMBER, "samples_per_s": NUMBER,
-                  "tokens_per_s": NUMBER, "wall_time_s": NUMBER, "final": OBJECT, "environment": OBJECT}
+                  "tokens_per_s": NUMBER, "wall_time_s": NUMBER, "final": OBJECT, "environment": OBJECT,
+                  "time_per_iter_iqr_s": NUMBER, "interference": TEXT}
 PER_WORKER = {"peak_memory_bytes_per_worker": NUMBER, "baseline_memory_bytes_per_worker": NUMBER,
               "iteration_s_per_worker": NUMBER, "compute_s_per_worker": NUMBER, "wait_s_per_worker": NUMBER,
               "bytes_sent_per_worker": NUMBER, "algorithm_facts_per_worker": OBJECT}
@@ -59,7 +64,8 @@ CONFIG_FIELDS = {"algorithm": ("algorithm", "name"), "model": ("model", "name"),
                  "gpus": ("gpus",), "threads_per_worker": ("threads_per_worker",), "steps": ("steps",),
                  "batch_size": ("batch_size",), "seed": ("seed",), "dtype": ("dtype",)}
 NUMERIC_COLUMNS = ["gpus", "threads_per_worker", "steps", "steps_completed", "batch_size", "seed",
-                   "time_per_iter_median_s", "samples_per_s", "tokens_per_s", "peak_memory_bytes_max",
+                   "time_per_iter_median_s", "time_per_iter_iqr_s", "samples_per_s", "tokens_per_s",
+                   "peak_memory_bytes_max",
                    "bytes_sent_total", "wall_time_s"]
 
 
@@ -233,6 +239,13 @@ def read_curves(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
     return frame, None
 
 
+def _reference_role(run_dir: Path) -> str | None:
+    """`added` or `reused` for a reference run a sweep supplied itself; None for its own runs."""
+    if run_dir.parent.name != REFERENCES:
+        return None
+    return "reused" if (run_dir / "reference.json").exists() else "added"
+
+
 def read_run(run_dir: Path) -> dict:
     """The row of one run directory (COLUMNS, plus the final metrics). Never raises for what the
     files hold: a run whose records cannot be used gets status incomplete, unreadable or damaged
@@ -241,7 +254,7 @@ def read_run(run_dir: Path) -> dict:
     summary, summary_trouble = read_summary(run_dir)
     config, config_trouble = read_config(run_dir)
     row = dict.fromkeys(COLUMNS)
-    row.update(run=run_dir.name, path=str(run_dir))
+    row.update(run=run_dir.name, path=str(run_dir), reference_role=_reference_role(run_dir))
     if summary is not None:
         row.update({key: summary.get(key) for key in COLUMNS if key in SUMMARY_FIELDS})
         row.update(summary.get("final") or {})

@@ -38,6 +38,8 @@ def run_lines(runs) -> list[str]:
                      f"  {_number(run['time_per_iter_median_s'], '.1f', 1e3):>8} ms/iter")
         elif not _missing(run["reason"]):
             line += f" {run['reason']}"
+        if not _missing(run.get("interference")):
+            line += f"  [interference? {run['interference']}]"
         lines.append(line)
     counts = runs["status"].value_counts().to_dict()
     lines.append("  " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
@@ -48,15 +50,21 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Imported when a sweep ends: Hydra builds this callback for every run, which need not load pandas.
         from analysis.load import load_runs
+        from analysis.reference import ensure_references
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        # Checked when the sweep started (run.py), so this cannot fail here.
+        spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
+        if spec.add_reference:
+            for line in ensure_references(sweep_dir, list(config.hydra.overrides.task)):
+                print(line, flush=True)
         runs = load_runs(sweep_dir)
         print(f"\nsweep finished: {len(runs)} runs in {sweep_dir}")
         if runs.empty:
             raise SystemExit(2)
         print("\n".join(run_lines(runs)))
         print(f"results: {sweep_dir}  (load with analysis.load.load_runs)")
-        _write_report(config, sweep_dir)
+        _write_report(config, sweep_dir, spec)
         counts = runs["status"].value_counts().to_dict()
         if counts.get("failed"):
             raise SystemExit(1)
@@ -64,12 +72,10 @@ class SweepSummary(Callback):
             raise SystemExit(2)
 
 
-def _write_report(config: DictConfig, sweep_dir: Path) -> None:
+def _write_report(config: DictConfig, sweep_dir: Path, spec: ReportSpec) -> None:
     from analysis.load import ResultsError
     from analysis.report import build_report, log_to_wandb
 
-    # Checked when the sweep started (run.py), so this cannot fail here.
-    spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
     try:
         report = build_report(sweep_dir, target=spec.target, margin=spec.target_margin)
     except ResultsError as err:

@@ -176,6 +176,8 @@ class ReportSpec(Settings):
     """Eval-metric target of "time to target"; null: the backprop reference's final metric, relaxed by target_margin."""
     target_margin: float = 0.05
     """Relaxation of the reference's final metric: x 1.05 for bits per char or perplexity, x 0.95 for accuracy."""
+    add_reference: bool = True
+    """A sweep without the backprop run on 1 worker of a workload reuses one from the results tree, else runs it."""
 
     def validate(self) -> None:
         if self.target is not None:

@@ -238,7 +238,8 @@ def test_no_runs_at_all_is_one_error_line(tmp_path):
 
 def test_the_sweep_end_summary_prints_every_status(sweep, capsys):
     config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "logger": {"name": "local"},
-                               "report": {"target": None, "target_margin": 0.05}})
+                               "report": {"target": None, "target_margin": 0.05,
+                                                                             "add_reference": False}})
     SweepSummary().on_multirun_end(config)  # no failed run: no exit status
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}

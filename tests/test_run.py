@@ -70,7 +70,8 @@ def test_failed_worker_is_recorded_and_sweep_continues(tmp_path):
     sweep = tmp_path / "sweep"
     # Worker 1 raises at step 3 in the first run; the second run has no fault.
     result = run_cli(["-m", *TINY, "algorithm=data_parallel", "gpus=2",
-                      "fault={rank:1,step:3,kind:raise},null", f"hydra.sweep.dir={sweep}"],
+                      "fault={rank:1,step:3,kind:raise},null", "report.add_reference=false",
+                      f"hydra.sweep.dir={sweep}"],
                      cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # the sweep says that something failed
     runs = load_runs(sweep).sort_values("run")
