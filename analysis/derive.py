@@ -46,14 +46,16 @@ def quality_metric(runs: pd.DataFrame) -> Metric:
 
 def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
     """`runs` plus `reference_run` (the matching backprop x 1 run, if the sweep has one that
-    finished ok) and `speedup`."""
+    finished ok), `speedup`, and the spreads of speed-up and throughput (from the runs' step-time
+    interquartile ranges: error bars, not confidence intervals)."""
     out = runs.copy()
     algorithm, workers = REFERENCE
     references = runs[(runs["algorithm"] == algorithm) & (runs["gpus"] == workers) & (runs["status"] == "ok")]
     by_workload = {w: r for w, r in references.groupby("workload")}
+    by_seed = {key: r for key, r in references.groupby(["workload", "seed"])}  # repeats: each seed its own
     reference_run, speedup = [], []
     for _, run in runs.iterrows():
-        match = by_workload.get(run["workload"])
+        match = by_seed.get((run["workload"], run["seed"]), by_workload.get(run["workload"]))
         if match is None:
             reference_run.append(None)
             speedup.append(float("nan"))
@@ -64,6 +66,12 @@ def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
                        if run["status"] == "ok" else float("nan"))
     out["reference_run"] = reference_run
     out["speedup"] = pd.to_numeric(pd.Series(speedup, index=out.index), errors="coerce")
+    # Spread (an interquartile range) of a ratio of medians: the relative spreads add in quadrature.
+    spread = out["time_per_iter_iqr_s"] / out["time_per_iter_median_s"]
+    reference_spread = out["reference_run"].map(dict(zip(runs["run"], spread)))
+    out["speedup_spread"] = out["speedup"] * (spread ** 2 + reference_spread.fillna(0) ** 2) ** 0.5
+    for column in ("samples_per_s", "tokens_per_s"):
+        out[f"{column}_spread"] = out[column] * spread
     return out
 
 
@@ -122,3 +130,42 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
     if runs["workload"].nunique() > 1:
         labels = [f"{label} [{m}/{d}]" for label, m, d in zip(labels, runs["model"], runs["dataset"])]
     return pd.Series(labels, index=runs.index)
+
+
+def with_relative_views(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus two speed-ups beside the one over backprop (HyPar-Flow's views):
+    `scaling_over_own_1`, the time per iteration of the same configuration (label) on 1 worker
+    over this run's, and `speedup_over_data_parallel`, that of `data_parallel` on as many
+    workers over this run's; both within one workload and seed, NaN where the other run is absent."""
+    out = runs.copy()
+    ok = runs[runs["status"] == "ok"]
+    time_of = {(r["label"], r["workload"], r["seed"], r["gpus"]): r["time_per_iter_median_s"] for _, r in ok.iterrows()}
+    data_parallel = {(r["workload"], r["seed"], r["gpus"]): r["time_per_iter_median_s"]
+                     for _, r in ok[ok["algorithm"] == "data_parallel"].iterrows()}
+    own, over_dp = [], []
+    for _, run in runs.iterrows():
+        mine = run["time_per_iter_median_s"] if run["status"] == "ok" else float("nan")
+        own.append(time_of.get((run["label"], run["workload"], run["seed"], 1), float("nan")) / mine)
+        over_dp.append(data_parallel.get((run["workload"], run["seed"], run["gpus"]), float("nan")) / mine)
+    out["scaling_over_own_1"] = pd.to_numeric(pd.Series(own, index=out.index), errors="coerce")
+    out["speedup_over_data_parallel"] = pd.to_numeric(pd.Series(over_dp, index=out.index), errors="coerce")
+    return out
+
+
+def repeats(runs: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """Configurations run with several seeds: per label, workers and workload, the number of ok
+    runs and the median [min, max] of speed-up, time per iteration and final metric."""
+    ok = runs[runs["status"] == "ok"]
+    rows = []
+    for (label, gpus, _), group in ok.groupby(["label", "gpus", "workload"]):
+        if len(group) < 2:
+            continue
+        row = {"configuration": label, "gpus": gpus, "runs": len(group),
+               "seeds": ", ".join(str(int(s)) for s in sorted(group["seed"].dropna()))}
+        for column, name in (("speedup", "speedup"), ("time_per_iter_median_s", "time_per_iter_s"),
+                             (metric.column, metric.column)):
+            values = group[column].dropna() if column in group else pd.Series(dtype=float)
+            row[name] = (f"{values.median():.4g} [{values.min():.4g}, {values.max():.4g}]" if not values.empty
+                         else None)
+        rows.append(row)
+    return pd.DataFrame(rows)

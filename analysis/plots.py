@@ -64,7 +64,8 @@ def _ok(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
-    """One line per label over gpus; hollow markers where oversubscribed. True if any point."""
+    """One line per label over gpus; hollow markers where oversubscribed; error bars of the
+    step-time spread where `<column>_spread` is known. True if any point."""
     styles, drawn, hollow = _styles(runs), False, False
     for label, group in _ok(runs).groupby("label"):
         group = group.dropna(subset=[column]).sort_values("gpus")
@@ -72,6 +73,9 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
             continue
         c, ls = styles[label]
         ax.plot(group["gpus"], group[column], color=c, linestyle=ls, marker="o", markersize=7, label=label)
+        if f"{column}_spread" in group and group[f"{column}_spread"].notna().any():
+            ax.errorbar(group["gpus"], group[column], yerr=group[f"{column}_spread"].fillna(0) / 2, fmt="none",
+                        ecolor=c, capsize=3, linewidth=1)
         over = group[[oversubscribed(v) for v in group["oversubscribed"]]]
         if not over.empty:
             hollow = True
@@ -107,7 +111,7 @@ def speedup(runs: pd.DataFrame) -> Figure:
     if not _points_vs_workers(ax, runs, "speedup"):
         _note(ax, "no speed-up: the sweep has no backprop run on 1 worker\nof the same workload to compare with")
     ax.set_ylabel("speed-up over backprop on 1 worker (x)")
-    ax.set_title("Speed-up vs workers (time per iteration, same global batch)")
+    ax.set_title("Speed-up vs workers (same global batch; bars: step-time IQR)")
     return fig
 
 

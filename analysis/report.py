@@ -25,15 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.derive import (
-    REFERENCE,
-    Metric,
-    quality_metric,
-    run_labels,
-    targets,
-    with_reference,
-    with_time_to_target,
-)
+from analysis.derive import (REFERENCE, Metric, quality_metric, repeats, run_labels, targets, with_reference,
+                             with_relative_views, with_time_to_target)
 from analysis.load import (
     DAMAGED,
     INCOMPLETE,
@@ -47,8 +40,9 @@ from analysis.load import (
 from mpbench.records import atomic_write_text
 
 DEFAULT_MARGIN = 0.05
-TABLE_COLUMNS = ["run", "algorithm", "settings", "gpus", "threads_per_worker", "oversubscribed", "status",
-                 "reason", "final_metric", "eval_loss", "time_per_iter_ms", "speedup", "steps_to_target",
+TABLE_COLUMNS = ["run", "reference_role", "algorithm", "settings", "gpus", "threads_per_worker", "oversubscribed", "status",
+                 "reason", "final_metric", "eval_loss", "time_per_iter_ms", "speedup", "speedup_spread",
+                 "scaling_over_own_1", "speedup_over_data_parallel", "interference", "steps_to_target",
                  "time_to_target_s", "peak_memory_mib_max"]
 
 
@@ -101,6 +95,7 @@ def analyse(paths: list[Path] | Path | str, target: float | None = None, margin:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     runs = with_reference(load_sweeps(paths))
     runs["label"] = run_labels(runs)
+    runs = with_relative_views(runs)
     metric = quality_metric(runs)
     notes: list[str] = []
     curves = load_curves(runs, notes)
@@ -158,12 +153,22 @@ def _warnings(runs: pd.DataFrame) -> list[str]:
         notes.append(f"no reference: {len(missing)} of {len(finished)} finished runs have no `{algorithm}` run on {workers} worker "
                      f"with the same model, data, batch, dtype and threads that finished ok, so their speed-up "
                      f"and default target are missing; add `algorithm={algorithm} gpus={workers}` to the sweep")
+    supplied = runs[runs["reference_role"].notna()]
+    if not supplied.empty:
+        reused = supplied[supplied["reference_role"] == "reused"]
+        notes.append(f"the sweep lacked its `{algorithm}` x {workers} reference: {len(supplied) - len(reused)} added "
+                     f"(run after the sweep), {len(reused)} reused from the results tree (measured at another time; "
+                     f"see references/*/reference.json); marked in the table's `reference_role`")
     unusable = runs[runs["status"].isin([INCOMPLETE, UNREADABLE, DAMAGED])]
     if not unusable.empty:
         counts = unusable["status"].value_counts().to_dict()
         notes.append(f"{len(unusable)} runs have no usable records ("
                      + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                      + "): listed in the table with the reason, left out of the figures")
+    noisy = runs[runs["interference"].notna()]
+    if not noisy.empty:
+        notes.append(f"{len(noisy)} runs may have been disturbed by other work on the machine, so treat their "
+                     f"timings with care: " + "; ".join(f"`{r['run']}`: {r['interference']}" for _, r in noisy.iterrows()))
     over = runs[runs["oversubscribed"].eq(True)]  # a column of bools and None
     if not over.empty:
         notes.append(f"{len(over)} runs are oversubscribed (workers x threads > cores): their timings are CPU "
@@ -212,6 +217,10 @@ def _page(paths: list[Path], a: Analysis, report: Report) -> str:
         lines += [f"- `{r['run']}`: **{r['status']}**: {_fmt(r['reason']) or 'no reason given'}" for _, r in bad.iterrows()]
     lines += ["", "## All runs", "", markdown_table(report.table), "",
               "Table as `runs.csv` and `runs.parquet` beside this page."]
+    repeated = repeats(runs, metric)
+    if not repeated.empty:
+        lines += ["", "## Repeats", "", "Configurations run with several seeds: median [min, max].", "",
+                  markdown_table(repeated)]
     for name, title, text in SECTIONS:
         lines += ["", f"## {title}", "", text, "", f"![{title}]({report.figures[name].name})"]
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ import torch.multiprocessing as mp
 
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
+from mpbench.machine_load import Snapshot, load_record, snapshot
 from mpbench.preemption import forwarded_to
 from mpbench.records import (atomic_write_json, environment_record, file_digests, read_json, result_line,
                              worker_report_path)
@@ -64,7 +65,7 @@ def launch(spec: RunSpec, topology: Topology, run_dir: Path, config: dict) -> di
 
     Under torchrun this process is a worker and ends with the run (it does not return)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started = snapshot()  # the time, and the machine's load, as the run starts
     if started_by_torchrun():
         world = int(os.environ["WORLD_SIZE"])
         if world != topology.workers:
@@ -74,7 +75,7 @@ def launch(spec: RunSpec, topology: Topology, run_dir: Path, config: dict) -> di
     return _spawn(spec, topology, run_dir, config, started)
 
 
-def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float) -> dict:
+def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: Snapshot) -> dict:
     # The store lives in this process, so it outlives any worker that crashes.
     store = dist.TCPStore("127.0.0.1", 0, topology.workers + 1, is_master=True,
                           timeout=timedelta(seconds=spec.timeout_s), wait_for_workers=False)
@@ -133,7 +134,7 @@ def _terminate(processes) -> None:
             p.join()
 
 
-def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: float):
+def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: Snapshot):
     """This process is one of torchrun's workers; rank 0 also writes the summary. Never returns."""
 
     def write_summary(run_dir: Path) -> None:
@@ -166,7 +167,7 @@ def _cause(failures: list[dict], missing: list[int]) -> int | None:
     return failures[0]["rank"] if failures else None
 
 
-def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: float,
+def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: Snapshot,
                     launcher_error: str | None = None, crashed_rank: int | None = None) -> dict:
     """Merge the workers' reports into one record of the run.
 
@@ -231,6 +232,10 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: f
     summary["wait_s_per_worker"] = [r.get("wait_s_median") for r in ranked]
     summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
     summary["environment"] = environment_record(REPO)
+    median, iqr = summary.get("time_per_iter_median_s"), summary.get("time_per_iter_iqr_s")
+    summary["machine_load"] = load_record(started, snapshot(), topology.workers * topology.threads_per_worker,
+                                          iqr / median if median and iqr is not None else None)
+    summary["interference"] = summary["machine_load"].pop("interference")
     summary["digests"] = file_digests(run_dir)  # what this summary vouches for (resume, the report)
-    summary.update(started_at=started, finished_at=time.time(), wall_time_s=time.time() - started)
+    summary.update(started_at=started.at, finished_at=time.time(), wall_time_s=time.time() - started.at)
     return summary

@@ -44,7 +44,7 @@ from mpbench.checkpoints import mark_complete, save_worker_state
 from mpbench.config import FaultSpec, OptimizerSpec
 from mpbench.data.base import DataInfo, Dataset
 from mpbench.optim import lr_at
-from mpbench.parallel.clock import steady_median
+from mpbench.parallel.clock import steady_iqr, steady_median
 from mpbench.progress import progress_bar
 from mpbench.transport import Pending
 
@@ -368,11 +368,12 @@ class Trainer:
 
 
 def timing_summary(step_times_s: list[float], batch_size: int, info: DataInfo) -> dict:
-    """Median time per iteration (`steady_median`) and the throughputs derived from it."""
+    """Median time per iteration (`steady_median`), its spread (`steady_iqr`) and the throughputs."""
     median = steady_median(step_times_s)
     if median is None:
         return {}
-    record = {"time_per_iter_median_s": median, "samples_per_s": batch_size / median}
+    record = {"time_per_iter_median_s": median, "time_per_iter_iqr_s": steady_iqr(step_times_s),
+              "samples_per_s": batch_size / median}
     if info.task == "lm":
         record["tokens_per_s"] = batch_size * info.input_shape[0] / median
     return record

@@ -19,12 +19,24 @@ import statistics
 import time
 
 
+def _steady(times_s: list[float]) -> list[float]:
+    """Without the first step when there are more than two (it pays one-off costs: allocator
+    warm-up, DDP bucket set-up, the first message of a pipeline)."""
+    return times_s[1:] if len(times_s) > 2 else times_s
+
+
 def steady_median(times_s: list[float]) -> float | None:
-    """The median without the first step when there are more than two (it pays one-off costs:
-    allocator warm-up, DDP bucket set-up, the first message of a pipeline)."""
-    if not times_s:
+    """The median of the steady steps."""
+    return statistics.median(_steady(times_s)) if times_s else None
+
+
+def steady_iqr(times_s: list[float]) -> float | None:
+    """The interquartile range of the steady steps: how much they vary (noise, interference)."""
+    steady = _steady(times_s)
+    if len(steady) < 2:
         return None
-    return statistics.median(times_s[1:] if len(times_s) > 2 else times_s)
+    quartiles = statistics.quantiles(steady, n=4, method="inclusive")
+    return quartiles[2] - quartiles[0]
 
 
 class IterationClock:
