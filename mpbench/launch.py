@@ -233,8 +233,8 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: S
     summary["bytes_sent_per_worker"] = [r.get("bytes_sent") for r in ranked]
     summary["environment"] = environment_record(REPO)
     median, iqr = summary.get("time_per_iter_median_s"), summary.get("time_per_iter_iqr_s")
-    summary["machine_load"] = load_record(started, snapshot(), topology.workers * topology.threads_per_worker,
-                                          iqr / median if median and iqr is not None else None)
+    summary["machine_load"] = load_record(started, snapshot(), iqr / median if median and iqr is not None else None,
+                                          own_children=not started_by_torchrun())
     summary["interference"] = summary["machine_load"].pop("interference")
     summary["digests"] = file_digests(run_dir)  # what this summary vouches for (resume, the report)
     summary.update(started_at=started.at, finished_at=time.time(), wall_time_s=time.time() - started.at)

@@ -16,13 +16,18 @@ def test_the_spread_is_the_interquartile_range_of_the_steady_steps():
     assert steady_iqr([1.0]) is None
 
 
-def test_interference_is_flagged_by_spread_steal_or_extra_load():
-    quiet = load_record(Snapshot(0, 2.0, 100, 10_000), Snapshot(1, 2.1, 110, 20_000), busy_threads=2, spread=0.05)
-    assert quiet == {"load_average_1m": 2.1, "cpu_steal_fraction": 0.001, "interference": None}
-    noisy = load_record(Snapshot(0, 6.0, 0, 0), Snapshot(1, 1.0, 2_000, 10_000), busy_threads=2, spread=0.5)
-    assert noisy["interference"] == ("step times spread 50% of their median; 20% of CPU time stolen; "
-                                     "load average 6.0 for 2 busy threads of this run")
-    unknown = load_record(Snapshot(0, None, None, None), Snapshot(1, None, None, None), 1, None)
+def test_interference_is_flagged_by_spread_steal_or_other_processes():
+    def at(t, busy, steal, total, own):
+        return Snapshot(t, 1.0, busy, steal, total, own)
+    quiet = load_record(at(0, 100, 1, 1000, 5), at(10, 120, 1.1, 1040, 24), spread=0.05)
+    assert quiet["interference"] is None and quiet["other_cpu_cores"] == pytest.approx(0.1)
+    assert quiet["cpu_steal_fraction"] == pytest.approx(0.1 / 40)
+    noisy = load_record(at(0, 100, 0, 1000, 5), at(10, 130, 4, 1040, 15), spread=0.5)
+    assert noisy["interference"] == ("step times spread 50% of their median; 10% of CPU time stolen; "
+                                     "other processes used 2.0 cores meanwhile")
+    torchrun = load_record(at(0, 100, 0, 1000, 5), at(10, 130, 0, 1040, 5), spread=None, own_children=False)
+    assert torchrun["other_cpu_cores"] is None and torchrun["interference"] is None
+    unknown = load_record(Snapshot(0), Snapshot(1), None)
     assert unknown["interference"] is None and unknown["cpu_steal_fraction"] is None
 
 
