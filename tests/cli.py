@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -51,3 +52,18 @@ def merged_weights(run_dir: Path, workers: int) -> dict:
                 assert torch.equal(merged[name], value), f"copies of {name} differ"
             merged[name] = value
     return merged
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """run.py in the background, in its own session (signals go to it alone)."""
+    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `path` exists; the process must still be running meanwhile."""
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.02)

@@ -10,32 +10,18 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.catalogue import session_alive
-from tests.cli import REPO, TINY, read_metrics, read_summary, run_cli
+from tests.cli import TINY, read_metrics, read_summary, run_cli, start, wait_for
 
 pytestmark = pytest.mark.slow
 
 EXACT = [*TINY, "dtype=float64", "algorithm=data_parallel", "gpus=2", "steps=60", "eval_every=4",
          "checkpoint_every=7"]
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, f"{path} did not appear"
-        time.sleep(0.02)
 
 
 def terminate(process: subprocess.Popen) -> str:

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,15 @@ import torch
 from omegaconf import OmegaConf
 
 from mpbench.run_dirs import finished_ok, same_run
-from tests.cli import REPO, TINY, merged_weights, read_metrics, read_summary, run_cli
+from tests.cli import (
+    TINY,
+    merged_weights,
+    read_metrics,
+    read_summary,
+    run_cli,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow  # real processes: CI runs it, `pytest -m "not slow"` skips it
 
@@ -88,19 +93,6 @@ def test_a_run_is_the_same_run_whatever_its_run_control_keys(tmp_path):
     assert same_run(tmp_path, config) and not finished_ok(tmp_path, config)
     (tmp_path / "summary.json").write_text("{ half a fi")
     assert not finished_ok(tmp_path, config)
-
-
-def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.time() < deadline, f"{path} did not appear"
-        time.sleep(0.1)
 
 
 LONG = [*TINY, "steps=200", "eval_every=2", "algorithm=data_parallel", "gpus=2"]
