@@ -47,6 +47,8 @@ from mpbench.launch import check_torchrun, launch, started_by_torchrun, torchrun
 from mpbench.preemption import Preempted, raise_on_sigterm  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
 from mpbench.run_dirs import Claim, claim_run_dir, register_resolvers  # noqa: E402
+from mpbench.simulate import check_simulable  # noqa: E402
+from mpbench.simulate.records import simulated_summary, simulation_of, wants_simulation_alongside  # noqa: E402
 from mpbench.topology import resolve_topology  # noqa: E402
 from mpbench.user_errors import USER_ERRORS, check_overrides, in_results_dir, one_line  # noqa: E402
 
@@ -102,6 +104,8 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
         data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed,
                             cache_dir=spec.cache_path)
         spec.algorithm_cls.check(spec, meta_model(spec, data.info))
+        if spec.simulate:
+            check_simulable(spec)
         gap = spec.algorithm_cls.checkpoint_gap(spec.algorithm_settings)
         if spec.checkpoint_every and gap:
             raise ConfigError(f"checkpoint_every={spec.checkpoint_every}: {spec.algorithm} cannot checkpoint "
@@ -128,7 +132,13 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
             if topology.oversubscribed:
                 print(f"notice: {topology.workers} workers x {topology.threads_per_worker} threads > "
                       f"{topology.cores} cores: timings are oversubscribed", flush=True)
-        summary = launch(spec, topology, run_dir, config)
+        summary = simulated_summary(spec, topology, data, run_dir) if spec.simulate else \
+            launch(spec, topology, run_dir, config)
+        if leader and spec.simulate:
+            atomic_write_json(run_dir / "summary.json", summary)
+        elif leader and summary["status"] == "ok" and wants_simulation_alongside(spec, topology):
+            summary["simulation"] = _simulation_alongside(spec, topology, data, run_dir)
+            atomic_write_json(run_dir / "summary.json", summary)
     except Preempted:
         if leader and not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").exists():
             atomic_write_json(run_dir / "summary.json", _brief(cfg, "interrupted", "stopped by SIGTERM before the "
@@ -140,6 +150,16 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
     if not multirun and summary["status"] == "failed":
         raise SystemExit(1)
     return summary["status"]
+
+
+def _simulation_alongside(spec: RunSpec, topology, data, run_dir: Path) -> dict:
+    """A measured run's simulated twin (mpbench/simulate/records.py), or why there is none."""
+    try:
+        check_simulable(spec)
+        return simulation_of(spec, topology, data, run_dir)
+    except ConfigError as err:
+        print(f"notice: no simulated speed-up beside the measured one: {one_line(err)}", flush=True)
+        return {"simulated": True, "unavailable": one_line(err)}
 
 
 def _brief(cfg: DictConfig, status: str, reason: str) -> dict:

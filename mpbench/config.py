@@ -187,6 +187,16 @@ class ReportSpec(Settings):
 
 
 @dataclass(frozen=True)
+class SimulatorSpec(Settings):
+    """The calibrated simulator (mpbench/simulate/, docs/simulator.md)."""
+
+    link: Literal["measured", "nvlink4", "pcie4", "infiniband_hdr", "ethernet_100g", "ethernet_10g"] = "measured"
+    """Link latency and bandwidth: measured by a ping-pong over gloo/NCCL on this machine (cached), or a preset."""
+    alongside: Literal["oversubscribed", "always", "never"] = "oversubscribed"
+    """Which measured runs also get a simulated step and speed-up in their summary (labelled simulated)."""
+
+
+@dataclass(frozen=True)
 class RunSettings(Settings):
     """The top-level keys of experiments/config.yaml."""
 
@@ -230,6 +240,10 @@ class RunSettings(Settings):
     """Test hook, e.g. {rank: 1, step: 3, kind: raise}."""
     report: ReportSpec = ReportSpec()
     """The sweep report's target for "time to target"."""
+    simulate: bool = False
+    """true: simulate the run from profiled costs instead of training (a record marked simulated, in seconds)."""
+    simulator: SimulatorSpec = SimulatorSpec()
+    """The simulator's link model, and which measured runs get a simulated speed-up beside theirs."""
 
     def validate(self) -> None:
         for key in ("gpus", "steps", "batch_size", "eval_every", "eval_batches", "threads_per_worker"):
@@ -326,7 +340,8 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
         raise ConfigError(f"{missing[0].name} is a required key but was deleted (~{missing[0].name}); "
                           f"give it a value instead, e.g. {missing[0].name}={default}")
     top = settings_from(RunSettings, {k: v for k, v in plain.items() if k not in GROUPS}, "")
-    check_worker_limit(top.gpus, top.device, top.worker_limit)
+    if not top.simulate:  # a simulated run starts no processes
+        check_worker_limit(top.gpus, top.device, top.worker_limit)
 
     algorithm, algorithm_values = _group(plain, "algorithm")
     algorithm_entry = lookup(ALGORITHMS, "algorithm", algorithm)

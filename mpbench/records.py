@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -139,8 +140,14 @@ def result_line(run_dir: Path, summary: dict) -> str:
     status = summary["status"]
     if status != "ok":
         return f"{status}: {summary.get('reason')} -> {run_dir}"
+    simulation = summary.get("simulation") or {}
+    if summary.get("simulated"):
+        return (f"ok (simulated, nothing trained): {simulation['step_s'] * 1e3:.1f} ms/iter, speed-up "
+                f"{simulation['speedup']:.2f}x over backprop on 1 worker -> {run_dir}")
     final = summary.get("final", {})
     metric = next((f"{k}={final[k]:.4f}" for k in ("eval_bits_per_char", "eval_perplexity", "eval_accuracy")
                    if k in final), "")
     return (f"ok: eval_loss={final.get('eval_loss', float('nan')):.4f} {metric} "
-            f"{summary.get('time_per_iter_median_s', float('nan')) * 1e3:.1f} ms/iter -> {run_dir}")
+            f"{summary.get('time_per_iter_median_s', float('nan')) * 1e3:.1f} ms/iter"
+            + (f" (simulated: {simulation['step_s'] * 1e3:.1f} ms/iter)" if "step_s" in simulation else "")
+            + f" -> {run_dir}")

@@ -1,0 +1,115 @@
+"""A calibrated discrete-event simulator of every registered algorithm (issue 16).
+
+    costs.py       per-block f, b, w, bytes and optimizer seconds, profiled on one worker
+    link.py        α-β messages and ring all-reduces: a ping-pong over gloo/NCCL, or presets
+    engine.py      lanes running tasks in program order, messages with a transfer delay
+    plans/         one plan per family: a configuration turned into every worker's program
+    simulation.py  a plan plus the trainer's per-step work, run; step, busy/idle, memory
+    gantt.py       one steady step per worker, as a picture
+
+`simulate_run` is what `python run.py ... simulate=true` calls instead of launching workers: it
+profiles the run's own model on this process (the run's device, dtype and threads per worker),
+simulates the configuration and the backprop reference on one worker from the same profile, and
+returns the `simulation` record (every number in it is simulated; see docs/simulator.md).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import torch
+
+from mpbench.errors import ConfigError
+from mpbench.simulate.costs import Profiler
+from mpbench.simulate.link import PRESETS, Link, measure_link
+from mpbench.simulate.plans import PLANS, Setup
+from mpbench.simulate.simulation import Simulated, iterations_for, run_plan
+
+STATE_COPIES = {"adam": 2, "adamw": 2}  # optimizer state per parameter element (SGD: its momentum buffer)
+
+
+def check_simulable(spec) -> None:
+    """ConfigError (one line) if the simulator has no model of `spec`'s algorithm or settings."""
+    if spec.algorithm not in PLANS:
+        raise ConfigError(f"simulate=true: the simulator has no plan for algorithm {spec.algorithm} "
+                          f"(it models: {', '.join(sorted(PLANS))})")
+    runtime = getattr(spec.algorithm_settings, "runtime", "distributed")
+    if runtime != "distributed":
+        raise ConfigError(f"simulate=true: algorithm.runtime={runtime} runs every part in one process, which the "
+                          f"simulator does not model; set algorithm.runtime=distributed")
+
+
+def link_for(choice: str, backend: str, cache_dir: Path) -> Link:
+    """A preset, or α and β measured by ping-pong over `backend` once per machine (cached)."""
+    if choice in PRESETS:
+        return PRESETS[choice]
+    path = Path(cache_dir) / "simulator" / f"link-{backend}-{socket.gethostname()}.json"
+    try:
+        return Link(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        link = measure_link(backend)
+    except Exception as err:  # noqa: BLE001 - any failure to start the two processes is the same answer
+        raise ConfigError(f"simulator.link=measured: the {backend} ping-pong failed ({str(err).splitlines()[0][:200]}); "
+                          f"use a preset, simulator.link={'|'.join(PRESETS)}") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(link.__dict__))
+    except OSError:
+        pass  # a cache that cannot be written only costs the next run a measurement
+    return link
+
+
+def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
+    """The run's model (seeded as the workers seed it) and its first global batch, on `device`."""
+    from mpbench.optim import make_optimizer
+    from mpbench.trainer import to_device
+    from mpbench.worker import DTYPES
+
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("simulate=true: the profile needs a CUDA device, and none is available; use device=cpu")
+    torch.set_num_threads(threads)
+    dtype = DTYPES[spec.dtype]
+    torch.manual_seed(spec.seed)
+    model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
+    inputs, targets = data.train_batch(0, spec.batch_size)
+    return Profiler(model, to_device(inputs, device, dtype), to_device(targets, device, None),
+                    lambda params: make_optimizer(params, spec.optimizer))
+
+
+def setup_for(algorithm: str, settings, workers: int, spec, profiler: Profiler, link: Link) -> Setup:
+    setup = Setup(algorithm=algorithm, workers=workers, batch_size=spec.batch_size,
+                  element_bytes=torch.empty((), dtype=next(profiler.model.parameters()).dtype).element_size(),
+                  settings=settings, costs=profiler, model=profiler.model, link=link,
+                  state_copies=STATE_COPIES.get(spec.optimizer.name, int(spec.optimizer.momentum > 0)),
+                  iterations=0)
+    return Setup(**{**setup.__dict__, "iterations": iterations_for(setup)})
+
+
+def simulate_spec(spec, profiler: Profiler, link: Link) -> tuple[Simulated, Simulated]:
+    """The run's configuration and the backprop reference on one worker, from one profile."""
+    ran = run_plan(setup_for(spec.algorithm, spec.algorithm_settings, spec.gpus, spec, profiler, link))
+    reference = run_plan(setup_for("backprop", None, 1, spec, profiler, link))
+    return ran, reference
+
+
+def simulation_record(ran: Simulated, reference: Simulated, spec, data_info, profiler: Profiler, link: Link,
+                      device: torch.device, threads: int) -> dict:
+    """The `simulation` section of a summary: every number in it is simulated."""
+    record = {
+        "simulated": True,
+        "step_s": ran.step_s, "samples_per_s": spec.batch_size / ran.step_s,
+        "reference_step_s": reference.step_s, "speedup": reference.step_s / ran.step_s,
+        "busy_s_per_worker": ran.busy_s, "comm_s_per_worker": ran.comm_s, "idle_s_per_worker": ran.idle_s,
+        "idle_fraction_per_worker": ran.idle_fraction, "peak_memory_bytes_per_worker": ran.peak_memory_bytes,
+        "link": {"latency_s": link.latency_s, "bytes_per_s": link.bytes_per_s, "source": link.source},
+        "profiled_on": {"device": str(device), "threads": threads, "dtype": spec.dtype,
+                        "rows_timed": sorted(profiler._blocks)},
+        "step_overhead_s": profiler.step_overhead_s(),
+    }
+    if data_info.task == "lm":
+        record["tokens_per_s"] = spec.batch_size * data_info.input_shape[0] / ran.step_s
+    return record

@@ -1,0 +1,210 @@
+"""The simulator's inputs from the real model: per-block times and bytes, profiled on one worker.
+
+`Profiler` times the run's own blocks, with the run's dtype, device and threads per worker, the
+way the balance profiler does (mpbench/parallel/balance.py: each block on its own detached
+input), but split three ways, as the zero-bubble schedules need them (Qi et al. 2024, §2):
+
+- forward f;
+- backward-input b: the gradient at the block's input only (autograd computes nothing else);
+- backward-weight w: the full backward minus b (never below 0).
+
+It also records what memory the simulator charges: the bytes of each block's output (the message
+at a cut after it), of the activations autograd keeps for its backward (saved tensors that are
+not parameters), and of its parameters. The last block's costs include the loss. Costs depend
+on the rows of a (micro)batch, and not linearly at small sizes, so each plan asks for the rows it
+runs (a pipeline's microbatch, a replica's shard) and each size is timed once.
+
+`step_overhead_s` calibrates what block timings miss: one whole backprop step (forward, loss,
+backward, optimizer) minus the sum of its parts, charged once per step on every worker.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mpbench.blocks import BlockModel
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """One block at one batch size: seconds and bytes."""
+
+    forward_s: float
+    backward_input_s: float
+    backward_weight_s: float
+    optimizer_s: float  # the run's optimizer step over this block's parameters
+    output_bytes: int
+    kept_bytes: int  # activations saved for the backward
+    parameter_bytes: int
+
+    @property
+    def backward_s(self) -> float:
+        return self.backward_input_s + self.backward_weight_s
+
+
+@dataclass(frozen=True)
+class HeadCost:
+    """A local module (critic, auxiliary classifier, synthesizer) on one block boundary."""
+
+    forward_s: float
+    backward_s: float  # the gradient at its input and at its weights
+    optimizer_s: float  # an Adam step over its parameters
+    parameter_bytes: int
+    kept_bytes: int
+
+
+def _timed(fn, repeats: int) -> float:
+    """The median seconds of `fn()` over `repeats` calls, after one warm-up call."""
+    fn()
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def _saved_bytes(fn, parameters: set[int]) -> int:
+    """Bytes of the tensors autograd saves while `fn()` runs, parameters excluded, each storage once."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        if t.data_ptr() not in parameters:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())
+
+
+def _bytes(params) -> int:
+    return sum(p.numel() * p.element_size() for p in params)
+
+
+class Profiler:
+    """Per-block costs of `model` on rows of `inputs` (one global batch) and `targets`."""
+
+    def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
+                 make_optimizer, repeats: int = 5):
+        self.model, self.inputs, self.targets = model, inputs, targets
+        self.make_optimizer = make_optimizer  # params -> torch.optim.Optimizer (the run's)
+        self.repeats = repeats
+        self._blocks: dict[int, tuple[BlockCost, ...]] = {}
+        self._optimizer_s: list[float] | None = None
+        self._overhead: float | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.inputs)
+
+    def blocks(self, rows: int) -> tuple[BlockCost, ...]:
+        """Each block's costs on `rows` rows of the batch (timed once per size)."""
+        rows = max(1, min(rows, self.batch_size))
+        if rows not in self._blocks:
+            self._blocks[rows] = self._profile(rows)
+        return self._blocks[rows]
+
+    def _profile(self, rows: int) -> tuple[BlockCost, ...]:
+        model, repeats = self.model, self.repeats
+        optimizer_s = self.optimizer_seconds()
+        x, targets = self.inputs[:rows], self.targets[:rows]
+        costs = []
+        for i, block in enumerate(model.blocks):
+            params = [p for p in block.parameters() if p.requires_grad]
+            inp = x.detach().requires_grad_(x.is_floating_point())
+            last = i == len(model.blocks) - 1
+
+            def forward(block=block, inp=inp, last=last):
+                out = block(inp)
+                return model.loss(out, targets) if last else out
+
+            f = _timed(forward, repeats)
+            out = forward()
+            grad = None if last else torch.ones_like(out)
+            b = _timed(lambda: torch.autograd.grad(forward(), [inp], grad), repeats) - f \
+                if inp.requires_grad else 0.0
+            full = _timed(lambda: torch.autograd.grad(forward(), [inp] * inp.requires_grad + params, grad,
+                                                      allow_unused=True), repeats) - f
+            kept = _saved_bytes(forward, {p.data_ptr() for p in params})
+            with torch.no_grad():
+                next_x = block(inp)
+            costs.append(BlockCost(
+                forward_s=f, backward_input_s=max(b, 0.0), backward_weight_s=max(full - max(b, 0.0), 0.0),
+                optimizer_s=optimizer_s[i], output_bytes=next_x.numel() * next_x.element_size(),
+                kept_bytes=kept, parameter_bytes=_bytes(params)))
+            x = next_x
+        model.zero_grad(set_to_none=True)
+        return tuple(costs)
+
+    def optimizer_seconds(self) -> list[float]:
+        """The run's optimizer step over each block's parameters (with gradients set)."""
+        if self._optimizer_s is None:
+            seconds = []
+            for block in self.model.blocks:
+                params = [p for p in block.parameters() if p.requires_grad]
+                if not params:
+                    seconds.append(0.0)
+                    continue
+                saved = [p.detach().clone() for p in params]
+                for p in params:
+                    p.grad = torch.zeros_like(p)
+                optimizer = self.make_optimizer(params)
+                seconds.append(_timed(optimizer.step, self.repeats))
+                with torch.no_grad():  # the profile leaves the model as it found it
+                    for p, s in zip(params, saved):
+                        p.copy_(s)
+                        p.grad = None
+            self._optimizer_s = seconds
+        return self._optimizer_s
+
+    def step_overhead_s(self) -> float:
+        """One whole step of backprop on the full batch minus the sum of its profiled parts."""
+        if self._overhead is None:
+            model, params = self.model, [p for p in self.model.parameters() if p.requires_grad]
+            saved = [p.detach().clone() for p in params]
+            optimizer = self.make_optimizer(params)
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                model.loss(model(self.inputs), self.targets).backward()
+                optimizer.step()
+
+            whole = _timed(step, self.repeats)
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+            model.zero_grad(set_to_none=True)
+            parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in self.blocks(self.batch_size))
+            self._overhead = max(whole - parts, 0.0)
+        return self._overhead
+
+    def head(self, module: nn.Module, boundary: int, call) -> HeadCost:
+        """A local module on block `boundary`'s output (the whole batch): its forward, `call(module,
+        h, targets)` (a local loss, or the module's output), its whole backward and an Adam step
+        over its parameters (the local modules' optimizer)."""
+        with torch.no_grad():
+            x = self.inputs
+            for block in self.model.blocks[:boundary + 1]:
+                x = block(x)
+        h = x.detach().requires_grad_()
+        params = [p for p in module.parameters() if p.requires_grad]
+
+        def forward():
+            return call(module, h, self.targets)
+
+        f = _timed(forward, self.repeats)
+        out = forward()
+        grad = None if out.dim() == 0 else torch.ones_like(out)
+        full = _timed(lambda: torch.autograd.grad(forward(), [h, *params], grad, allow_unused=True), self.repeats) - f
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        step = _timed(torch.optim.Adam(params, lr=0.0).step, self.repeats) if params else 0.0
+        module.zero_grad(set_to_none=True)
+        return HeadCost(forward_s=f, backward_s=max(full, 0.0), optimizer_s=step, parameter_bytes=_bytes(params),
+                        kept_bytes=_saved_bytes(forward, {p.data_ptr() for p in params}))

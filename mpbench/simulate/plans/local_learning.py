@@ -1,0 +1,119 @@
+"""local_critic, critic_training, dgl, dni (one group per worker), and sub_model_backprop.
+
+Per iteration each worker runs the two phases of algorithms/local_learning/engine.py: phase 1
+receives h_{i-1}, runs its group forward, its local module (a critic's or auxiliary classifier's
+loss, or a synthetic gradient) and the group's backward; phase 2 takes its module's target (the
+next group's per-sample loss for LC, N's for critic training, the next group's input gradient
+for DNI) and the module's weight gradient, every `*_every`-th batch. The pipelined variant takes
+the target of batch t - d (Lee & Lee 2019, §3.3; docs/algorithms/local_learning.md §7). A critic's
+backward is split evenly between phase 1 (the error at its input) and phase 2 (its weights); DGL's
+heads learn whole in phase 1. Messages: h_i (activations), B per-sample losses, DNI's gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from algorithms.local_learning.dni import synthetic_gradient_objective
+from algorithms.local_learning.local_critic import make_critics, per_sample_loss
+from mpbench.blocks import block_output_shapes
+from mpbench.parallel.balance import stage_sizes
+from mpbench.simulate.plans import Programs, Setup, message, plan_for
+
+
+def _split(setup: Setup, groups: int) -> list[int]:
+    sizes = stage_sizes(setup.settings.balance, len(setup.model.blocks), groups)
+    return [sum(sizes[:i + 1]) - 1 for i in range(groups)]  # each group's last block
+
+
+def _heads(setup: Setup, algorithm: str, ends: list[int]) -> list:
+    """Each boundary's local module, built as the algorithm builds it, and its profiled cost."""
+    s, model = setup.settings, setup.model
+    shapes = block_output_shapes(model, setup.costs.inputs)
+    outputs = [shapes[e] for e in ends]
+    classes = outputs[-1][0][-1]
+    if algorithm == "dni":
+        modules = [model.heads.synthesizer(shape, classes, s.conditioned, s.synthesizer_width)
+                   for shape, _ in outputs[:-1]]
+
+        def call(module, h, labels):
+            return synthetic_gradient_objective(module(h, labels), torch.zeros_like(h))
+    else:
+        convs, blocks = getattr(s, "critic_convs", 1), getattr(s, "critic_blocks", 0)
+        modules = make_critics(model, outputs, classes, convs, blocks)
+
+        def call(module, h, labels):
+            return per_sample_loss(module(h), labels).mean()
+    dtype = setup.costs.inputs.dtype if setup.costs.inputs.is_floating_point() else next(model.parameters()).dtype
+    return [setup.costs.head(m.to(dtype=dtype), e, call) for m, e in zip(modules, ends)]
+
+
+@plan_for("local_critic", "critic_training", "dgl", "dni",
+          warm_up=lambda setup: (setup.settings.delay if getattr(setup.settings, "pipelined", False) else 0) + 2)
+def local_learning(setup: Setup) -> Programs:
+    s, programs, algorithm = setup.settings, Programs(), setup.algorithm
+    N = s.groups or setup.workers
+    ends = _split(setup, N)
+    costs = setup.costs.blocks(setup.batch_size)
+    starts = [0] + [e + 1 for e in ends[:-1]]
+    group = [costs[a:e + 1] for a, e in zip(starts, ends)]
+    heads = _heads(setup, algorithm, ends) if N > 1 else []
+    delay = s.delay if getattr(s, "pipelined", False) else 0
+    every = getattr(s, "critic_every", getattr(s, "synthesizer_every", 1))
+    loss_bytes = setup.batch_size * setup.element_bytes  # B per-sample losses
+    source = {i: (None if algorithm == "dgl" else i + 1 if algorithm != "critic_training" else N - 1)
+              for i in range(N - 1)}  # the group whose message is module i's target
+
+    def message_bytes(i: int) -> int:  # what group i sends to the modules that regress it
+        return group[i - 1][-1].output_bytes if algorithm == "dni" else loss_bytes
+
+    for i in range(N):
+        programs.hold(i, sum(c.parameter_bytes for c in group[i]), setup.state_copies)
+        if i < N - 1:
+            programs.hold(i, heads[i].parameter_bytes, 2)
+    for t in range(setup.iterations):
+        for i in range(N):
+            fwd = sum(c.forward_s for c in group[i])
+            bwd = sum(c.backward_s for c in group[i])
+            needs = [(("F", t, i - 1), message(setup.link, group[i - 1][-1].output_bytes, False))] if i else []
+            group_kept = sum(c.kept_bytes for c in group[i])
+            programs.add(("F", t, i), i, "forward", fwd, needs, t, group_kept, label=f"F{i}")
+            if i < N - 1:
+                head = heads[i]
+                local = head.forward_s + (head.backward_s if algorithm == "dgl" else head.backward_s / 2)
+                kept = head.kept_bytes if source[i] is not None else 0
+                programs.add(("L", t, i), i, "local", local, iteration=t, memory=kept, label=f"C{i}")
+            programs.add(("B", t, i), i, "backward", bwd, iteration=t, memory=-group_kept, label=f"B{i}")
+            # phase 2: module i regresses the message of its source group, for batch t - delay
+            if i < N - 1 and source[i] is not None and t >= delay:
+                j = source[i]
+                producer = ("B", t - delay, j) if algorithm == "dni" else (
+                    ("L", t - delay, j) if j < N - 1 else ("F", t - delay, j))
+                due = (t - delay) % every == 0
+                seconds = (heads[i].backward_s if algorithm == "dni" else heads[i].backward_s / 2) if due else 0.0
+                programs.add(("T", t, i), i, "local", seconds,
+                             [(producer, message(setup.link, message_bytes(j), False))], t,
+                             -heads[i].kept_bytes, label=f"T{i}")
+            step = sum(c.optimizer_s for c in group[i]) + (heads[i].optimizer_s if i < N - 1 else 0.0)
+            programs.add(("O", t, i), i, "optimizer", step, iteration=t, label="opt")
+    return programs
+
+
+@plan_for("sub_model_backprop")
+def sub_model_backprop(setup: Setup) -> Programs:
+    s, programs = setup.settings, Programs()
+    ends = _split(setup, s.num_groups)
+    end = ends[s.sub_model - 1]
+    costs = setup.costs.blocks(setup.batch_size)[:end + 1]
+    head = _heads(setup, "local_critic", ends)[s.sub_model - 1]
+    programs.hold(0, sum(c.parameter_bytes for c in costs) + head.parameter_bytes, setup.state_copies)
+    for t in range(setup.iterations):
+        for i, c in enumerate(costs):
+            programs.add(("F", t, i), 0, "forward", c.forward_s, iteration=t, memory=c.kept_bytes, label=f"F{i}")
+        programs.add(("L", t), 0, "local", head.forward_s + head.backward_s, iteration=t, label="critic")
+        for i in reversed(range(len(costs))):
+            programs.add(("B", t, i), 0, "backward", costs[i].backward_s, iteration=t, memory=-costs[i].kept_bytes,
+                         label=f"B{i}")
+        programs.add(("O", t), 0, "optimizer", sum(c.optimizer_s for c in costs) + head.optimizer_s, iteration=t,
+                     label="opt")
+    return programs
