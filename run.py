@@ -129,7 +129,7 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
             atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             if topology.notice:
                 print(f"notice: {topology.notice}", flush=True)
-            if topology.oversubscribed:
+            if topology.oversubscribed and not spec.simulate:
                 print(f"notice: {topology.workers} workers x {topology.threads_per_worker} threads > "
                       f"{topology.cores} cores: timings are oversubscribed", flush=True)
         summary = simulated_summary(spec, topology, data, run_dir) if spec.simulate else \

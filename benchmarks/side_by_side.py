@@ -18,8 +18,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds: int) -> dict[str, dict]:
-    """{name: {"seconds": median time per iteration, "summary": last summary}} for each config."""
+def measured_step(summary: dict) -> float:
+    return summary["time_per_iter_median_s"]
+
+
+def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds: int,
+                       timing=measured_step) -> dict[str, dict]:
+    """{name: {"seconds": median of `timing(summary)` (the measured step), "summary": last summary}}."""
     times: dict[str, list[float]] = {name: [] for name in configs}
     summaries: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -32,7 +37,7 @@ def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds:
                 if result.returncode != 0 or not summary_path.exists():
                     raise RuntimeError(f"{name} failed: {result.stderr.strip().splitlines()[-1:]}")
                 summary = json.loads(summary_path.read_text())
-                times[name].append(summary["time_per_iter_median_s"])
+                times[name].append(timing(summary))
                 summaries[name] = summary
                 print(f"  round {round_index + 1}/{rounds} {name:<28} {times[name][-1] * 1e3:8.1f} ms/iter",
                       file=sys.stderr, flush=True)

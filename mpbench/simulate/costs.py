@@ -98,6 +98,8 @@ class Profiler:
         self._blocks: dict[int, tuple[BlockCost, ...]] = {}
         self._optimizer_s: list[float] | None = None
         self._overhead: float | None = None
+        self._heads: dict = {}
+        self._outputs: list[torch.Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -184,15 +186,25 @@ class Profiler:
             self._overhead = max(whole - parts, 0.0)
         return self._overhead
 
-    def head(self, module: nn.Module, boundary: int, call) -> HeadCost:
-        """A local module on block `boundary`'s output (the whole batch): its forward, `call(module,
-        h, targets)` (a local loss, or the module's output), its whole backward and an Adam step
-        over its parameters (the local modules' optimizer)."""
-        with torch.no_grad():
-            x = self.inputs
-            for block in self.model.blocks[:boundary + 1]:
-                x = block(x)
-        h = x.detach().requires_grad_()
+    def head(self, key, make_module, boundary: int, call) -> HeadCost:
+        """A local module (`make_module()`, timed once per `key`) on block `boundary`'s output
+        (the whole batch): its forward, `call(module, h, targets)` (a local loss, or the
+        module's output), its whole backward and an Adam step over its parameters."""
+        if key not in self._heads:
+            self._heads[key] = self._head(make_module(), boundary, call)
+        return self._heads[key]
+
+    def _boundary_outputs(self) -> list[torch.Tensor]:
+        if self._outputs is None:
+            with torch.no_grad():
+                x, self._outputs = self.inputs, []
+                for block in self.model.blocks:
+                    x = block(x)
+                    self._outputs.append(x)
+        return self._outputs
+
+    def _head(self, module: nn.Module, boundary: int, call) -> HeadCost:
+        h = self._boundary_outputs()[boundary].detach().requires_grad_()
         params = [p for p in module.parameters() if p.requires_grad]
 
         def forward():

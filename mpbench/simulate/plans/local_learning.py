@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from algorithms.local_learning.dni import synthetic_gradient_objective
-from algorithms.local_learning.local_critic import make_critics, per_sample_loss
+from algorithms.local_learning.local_critic import per_sample_loss
 from mpbench.blocks import block_output_shapes
 from mpbench.parallel.balance import stage_sizes
 from mpbench.simulate.plans import Programs, Setup, message, plan_for
@@ -27,25 +27,33 @@ def _split(setup: Setup, groups: int) -> list[int]:
 
 
 def _heads(setup: Setup, algorithm: str, ends: list[int]) -> list:
-    """Each boundary's local module, built as the algorithm builds it, and its profiled cost."""
+    """Each boundary's local module, built as the algorithm builds it, and its profiled cost
+    (timed once per kind and boundary: a 64-worker sweep point reuses the 32-worker ones)."""
     s, model = setup.settings, setup.model
     shapes = block_output_shapes(model, setup.costs.inputs)
-    outputs = [shapes[e] for e in ends]
-    classes = outputs[-1][0][-1]
+    classes = shapes[-1][0][-1]
+    dtype = next(model.parameters()).dtype
     if algorithm == "dni":
-        modules = [model.heads.synthesizer(shape, classes, s.conditioned, s.synthesizer_width)
-                   for shape, _ in outputs[:-1]]
+        def head(i: int, e: int):
+            key = ("synthesizer", e, s.conditioned, s.synthesizer_width)
+            return key, lambda: model.heads.synthesizer(shapes[e][0], classes, s.conditioned, s.synthesizer_width)
 
         def call(module, h, labels):
             return synthetic_gradient_objective(module(h, labels), torch.zeros_like(h))
     else:
         convs, blocks = getattr(s, "critic_convs", 1), getattr(s, "critic_blocks", 0)
-        modules = make_critics(model, outputs, classes, convs, blocks)
+
+        def head(i: int, e: int):
+            c = convs[i] if isinstance(convs, tuple) else convs
+            return ("critic", e, c, blocks), lambda: model.heads.critic(shapes[e][0], classes, c, blocks)
 
         def call(module, h, labels):
             return per_sample_loss(module(h), labels).mean()
-    dtype = setup.costs.inputs.dtype if setup.costs.inputs.is_floating_point() else next(model.parameters()).dtype
-    return [setup.costs.head(m.to(dtype=dtype), e, call) for m, e in zip(modules, ends)]
+    costs = []
+    for i, e in enumerate(ends[:-1]):
+        key, make = head(i, e)
+        costs.append(setup.costs.head(key, lambda make=make: make().to(dtype=dtype), e, call))
+    return costs
 
 
 @plan_for("local_critic", "critic_training", "dgl", "dni",
