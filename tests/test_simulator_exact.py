@@ -6,9 +6,9 @@ one discrete-event engine (mpbench.simulate.engine); nothing is profiled, nothin
 
 import pytest
 
+from algorithms.simulated.pipeline_bubbles import flush, zb_h1, zb_h2
+from algorithms.simulated.pipelines import rank_of_stage, torch_actions
 from mpbench.simulate.engine import ScheduleDeadlock, Task, simulate
-from mpbench.simulate.pipeline_bubbles import flush, zb_h1, zb_h2
-from mpbench.simulate.plans.pipelines import rank_of_stage, torch_actions
 
 SIZES = [(p, m) for p in (2, 4, 8) for m in (p, 2 * p, 4 * p)]
 

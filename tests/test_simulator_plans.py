@@ -15,7 +15,7 @@ from algorithms.pipeline import PipelineSettings
 from algorithms.stale_gradient.family import StaleGradientSettings
 from mpbench.simulate.costs import BlockCost
 from mpbench.simulate.link import Link
-from mpbench.simulate.plans import Setup
+from mpbench.simulate.plan import Setup
 from mpbench.simulate.simulation import iterations_for, run_plan
 
 FREE = Link(0.0, float("inf"), "test: free")

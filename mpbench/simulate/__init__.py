@@ -3,7 +3,8 @@
     costs.py       per-block f, b, w, bytes and optimizer seconds, profiled on one worker
     link.py        α-β messages and ring all-reduces: a ping-pong over gloo/NCCL, or presets
     engine.py      lanes running tasks in program order, messages with a transfer delay
-    plans/         one plan per family: a configuration turned into every worker's program
+    plan.py        what a plan is (a configuration turned into every worker's program), the registry;
+                   the plans are plugins, in algorithms/simulated/
     simulation.py  a plan plus the trainer's per-step work, run; step, busy/idle, memory
     gantt.py       one steady step per worker, as a picture
 
@@ -24,7 +25,7 @@ import torch
 from mpbench.errors import ConfigError
 from mpbench.simulate.costs import Profiler
 from mpbench.simulate.link import PRESETS, Link, measure_link
-from mpbench.simulate.plans import PLANS, Setup
+from mpbench.simulate.plan import PLANS, Setup
 from mpbench.simulate.simulation import Simulated, iterations_for, run_plan
 
 STATE_COPIES = {"adam": 2, "adamw": 2}  # optimizer state per parameter element (SGD: its momentum buffer)

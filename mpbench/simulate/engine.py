@@ -1,6 +1,6 @@
 """The discrete-event core: lanes that run their tasks in program order, messages with a delay.
 
-A plan (mpbench/simulate/plans/) turns one configuration into programs: for every lane, the list
+A plan (algorithms/simulated/) turns one configuration into programs: for every lane, the list
 of tasks it runs, in the order the real code runs them. A lane is one sequential resource of a
 worker, `(worker, "compute")` or `(worker, "comm")` (DDP's all-reduces run beside the backward).
 A task starts when its lane is free and every task it needs has ended, plus that edge's transfer

@@ -1,6 +1,6 @@
 """One configuration, simulated: the plan's programs, what every trainer adds, and what comes out.
 
-Every algorithm's plan (mpbench/simulate/plans/) gives the workers' programs. Added here, the same
+Every algorithm's plan (algorithms/simulated/) gives the workers' programs. Added here, the same
 for all, as the trainer (mpbench/trainer.py) does per step: a fixed per-step overhead (profiled:
 a whole backprop step minus its parts) and the loss all-reduce, started at the end of step t
 and waited for at the end of step t+1, which keeps every worker within a step of the others.
@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from mpbench.simulate.engine import Task, Timeline, simulate
-from mpbench.simulate.plans import PLANS, WARM_UP, Programs, Setup
+from mpbench.simulate.plan import PLANS, WARM_UP, Programs, Setup
 
 LOSS_BYTES = 8 * 4  # the trainer's per-step reduction: loss sum, rows, stop flag, non-finite flags
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
+from algorithms.simulated.pipelines import CODES, KINDS
 from mpbench.simulate.engine import Timeline, simulate
-from mpbench.simulate.plans import Programs
-from mpbench.simulate.plans.pipelines import CODES, KINDS
+from mpbench.simulate.plan import Programs
 
 Action = tuple[str, int, int]  # (kind F | B | I | W, stage, microbatch)
 Costs = float | Sequence[float]  # one value for every stage, or one per stage

@@ -9,7 +9,7 @@ gradients are ready together at the end of its backward). backprop is the same o
 
 from __future__ import annotations
 
-from mpbench.simulate.plans import Programs, Setup, plan_for
+from mpbench.simulate.plan import Programs, Setup, plan_for
 
 FIRST_BUCKET_BYTES = 1 << 20
 

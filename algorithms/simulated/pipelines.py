@@ -25,7 +25,7 @@ from torch.distributed.pipelining.schedules import (
 
 from algorithms.pipeline import SCHEDULES
 from mpbench.parallel.balance import stage_sizes
-from mpbench.simulate.plans import Programs, Setup, message, plan_for
+from mpbench.simulate.plan import Programs, Setup, message, plan_for
 
 
 class _StageStandIn:

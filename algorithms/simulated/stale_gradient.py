@@ -16,7 +16,7 @@ from __future__ import annotations
 from algorithms.stale_gradient.delayed_module import delay_of_module
 from algorithms.stale_gradient.placement import PLACEMENTS, module_count
 from mpbench.parallel.balance import stage_sizes
-from mpbench.simulate.plans import Programs, Setup, message, plan_for
+from mpbench.simulate.plan import Programs, Setup, message, plan_for
 
 
 def _fill(setup: Setup) -> int:

@@ -18,7 +18,7 @@ from algorithms.local_learning.dni import synthetic_gradient_objective
 from algorithms.local_learning.local_critic import per_sample_loss
 from mpbench.blocks import block_output_shapes
 from mpbench.parallel.balance import stage_sizes
-from mpbench.simulate.plans import Programs, Setup, message, plan_for
+from mpbench.simulate.plan import Programs, Setup, message, plan_for
 
 
 def _split(setup: Setup, groups: int) -> list[int]:

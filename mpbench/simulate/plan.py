@@ -77,6 +77,3 @@ def plan_for(*algorithms: str, warm_up: Callable[[Setup], int] = lambda setup: 1
 def message(link: Link, nbytes: int, same_worker: bool) -> float:
     """Transfer time of a message between two workers (none within one worker)."""
     return 0.0 if same_worker else link.message_s(nbytes)
-
-
-from mpbench.simulate.plans import data_parallel, local_learning, pipelines, stale_gradient  # noqa: E402, F401
