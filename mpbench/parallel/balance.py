@@ -8,9 +8,6 @@ brings its own rule (Ouroboros' ring: algorithms/stale_gradient/placement.py).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 import torch.distributed as dist
 
@@ -33,23 +30,13 @@ def block_costs(model: BlockModel, sample: torch.Tensor, repeats: int = 3) -> li
     """Seconds of forward + backward of each block on `sample` (median of `repeats`).
 
     Each block is timed on its own input, detached, so a block's time does not include the
-    blocks after it. Gradients left by the measurement are cleared.
+    blocks after it (the simulator's profiler, mpbench/simulate/costs.py, without a loss or an
+    optimizer). Gradients left by the measurement are cleared.
     """
-    costs = []
-    x = sample
-    for block in model.blocks:
-        inputs = x.detach().requires_grad_(x.is_floating_point())
-        timings = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            out = block(inputs)
-            out.backward(torch.ones_like(out))
-            timings.append(time.perf_counter() - started)
-        costs.append(statistics.median(timings))
-        with torch.no_grad():
-            x = block(inputs)
-    model.zero_grad(set_to_none=True)
-    return costs
+    from mpbench.simulate.costs import Profiler
+
+    profile = Profiler(model, sample, targets=None, make_optimizer=None, repeats=repeats)
+    return [c.forward_s + c.backward_s for c in profile.blocks(len(sample))]
 
 
 def split_minimising_max(costs: list[float], parts: int) -> list[int]:

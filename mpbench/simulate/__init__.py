@@ -16,6 +16,7 @@ returns the `simulation` record (every number in it is simulated; see docs/simul
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from pathlib import Path
@@ -78,7 +79,18 @@ def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
     model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
     inputs, targets = data.train_batch(0, spec.batch_size)
     return Profiler(model, to_device(inputs, device, dtype), to_device(targets, device, None),
-                    lambda params: make_optimizer(params, spec.optimizer))
+                    lambda params: make_optimizer(params, spec.optimizer), store=profile_store(spec, device, threads))
+
+
+def profile_store(spec, device: torch.device, threads: int) -> Path:
+    """Where the profile of this model, data, batch, dtype, optimizer, device and thread count on this
+    machine is kept (cache_dir/simulator/): every point of a sweep is simulated from the same one."""
+    what = {"model": [spec.model, repr(spec.model_settings)], "dataset": [spec.dataset, repr(spec.dataset_settings)],
+            "batch_size": spec.batch_size, "seed": spec.seed, "dtype": spec.dtype, "optimizer": repr(spec.optimizer),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "threads": threads,
+            "host": socket.gethostname(), "torch": torch.__version__}
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(spec.cache_path) / "simulator" / f"profile-{spec.model}-{digest}.json"
 
 
 def setup_for(algorithm: str, settings, workers: int, spec, profiler: Profiler, link: Link) -> Setup:
@@ -108,7 +120,7 @@ def simulation_record(ran: Simulated, reference: Simulated, spec, data_info, pro
         "idle_fraction_per_worker": ran.idle_fraction, "peak_memory_bytes_per_worker": ran.peak_memory_bytes,
         "link": {"latency_s": link.latency_s, "bytes_per_s": link.bytes_per_s, "source": link.source},
         "profiled_on": {"device": str(device), "threads": threads, "dtype": spec.dtype,
-                        "rows_timed": sorted(profiler._blocks)},
+                        "rows_timed": sorted(profiler.rows_timed), "kept_in": str(profiler.store)},
         "step_overhead_s": profiler.step_overhead_s(),
     }
     if data_info.task == "lm":

@@ -20,14 +20,17 @@ backward, optimizer) minus the sum of its parts, charged once per step on every 
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from mpbench.blocks import BlockModel
+from mpbench.records import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -88,18 +91,53 @@ def _bytes(params) -> int:
 
 
 class Profiler:
-    """Per-block costs of `model` on rows of `inputs` (one global batch) and `targets`."""
+    """Per-block costs of `model` on rows of `inputs` (one global batch) and `targets`.
+
+    Without `targets` the last block is timed without the loss (its backward from ones), and
+    without `make_optimizer` optimizer steps cost nothing: the balance profiler's use.
+    """
 
     def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
-                 make_optimizer, repeats: int = 5):
+                 make_optimizer, repeats: int = 5, store: Path | None = None):
         self.model, self.inputs, self.targets = model, inputs, targets
         self.make_optimizer = make_optimizer  # params -> torch.optim.Optimizer (the run's)
         self.repeats = repeats
         self._blocks: dict[int, tuple[BlockCost, ...]] = {}
         self._optimizer_s: list[float] | None = None
         self._overhead: float | None = None
-        self._heads: dict = {}
+        self._heads: dict[str, HeadCost] = {}
         self._outputs: list[torch.Tensor] | None = None
+        # Timings kept on disk (one file per model, data, batch, dtype, device, threads and machine), so
+        # that every point of a scaling sweep, and a later sweep, is simulated from one profile.
+        self.store = store
+        self._load()
+
+    def _load(self) -> None:
+        if self.store is None:
+            return
+        try:
+            saved = json.loads(self.store.read_text())
+            blocks = {int(rows): tuple(BlockCost(**c) for c in costs) for rows, costs in saved["blocks"].items()}
+            heads = {key: HeadCost(**cost) for key, cost in saved["heads"].items()}
+            optimizer_s, overhead = saved["optimizer_s"], saved["overhead_s"]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return  # none yet, or unreadable: profile again (and replace it)
+        self._blocks, self._heads, self._optimizer_s, self._overhead = blocks, heads, optimizer_s, overhead
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        saved = {"blocks": {rows: [asdict(c) for c in costs] for rows, costs in self._blocks.items()},
+                 "heads": {key: asdict(c) for key, c in self._heads.items()},
+                 "optimizer_s": self._optimizer_s, "overhead_s": self._overhead}
+        try:
+            atomic_write_text(self.store, json.dumps(saved))
+        except OSError:
+            pass  # a store that cannot be written only costs the next run a profile
+
+    @property
+    def rows_timed(self) -> list[int]:
+        return sorted(self._blocks)
 
     @property
     def batch_size(self) -> int:
@@ -110,25 +148,27 @@ class Profiler:
         rows = max(1, min(rows, self.batch_size))
         if rows not in self._blocks:
             self._blocks[rows] = self._profile(rows)
+            self._save()
         return self._blocks[rows]
 
     def _profile(self, rows: int) -> tuple[BlockCost, ...]:
         model, repeats = self.model, self.repeats
         optimizer_s = self.optimizer_seconds()
-        x, targets = self.inputs[:rows], self.targets[:rows]
+        x = self.inputs[:rows]
+        targets = self.targets[:rows] if self.targets is not None else None
         costs = []
         for i, block in enumerate(model.blocks):
             params = [p for p in block.parameters() if p.requires_grad]
             inp = x.detach().requires_grad_(x.is_floating_point())
             last = i == len(model.blocks) - 1
 
-            def forward(block=block, inp=inp, last=last):
+            def forward(block=block, inp=inp, last=last and targets is not None):
                 out = block(inp)
                 return model.loss(out, targets) if last else out
 
             f = _timed(forward, repeats)
             out = forward()
-            grad = None if last else torch.ones_like(out)
+            grad = None if out.dim() == 0 else torch.ones_like(out)
             b = _timed(lambda: torch.autograd.grad(forward(), [inp], grad), repeats) - f \
                 if inp.requires_grad else 0.0
             full = _timed(lambda: torch.autograd.grad(forward(), [inp] * inp.requires_grad + params, grad,
@@ -146,6 +186,8 @@ class Profiler:
 
     def optimizer_seconds(self) -> list[float]:
         """The run's optimizer step over each block's parameters (with gradients set)."""
+        if self._optimizer_s is None and self.make_optimizer is None:
+            return [0.0] * len(self.model.blocks)
         if self._optimizer_s is None:
             seconds = []
             for block in self.model.blocks:
@@ -184,14 +226,17 @@ class Profiler:
             model.zero_grad(set_to_none=True)
             parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in self.blocks(self.batch_size))
             self._overhead = max(whole - parts, 0.0)
+            self._save()
         return self._overhead
 
     def head(self, key, make_module, boundary: int, call) -> HeadCost:
         """A local module (`make_module()`, timed once per `key`) on block `boundary`'s output
         (the whole batch): its forward, `call(module, h, targets)` (a local loss, or the
         module's output), its whole backward and an Adam step over its parameters."""
+        key = repr(key)
         if key not in self._heads:
             self._heads[key] = self._head(make_module(), boundary, call)
+            self._save()
         return self._heads[key]
 
     def _boundary_outputs(self) -> list[torch.Tensor]:
