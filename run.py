@@ -99,7 +99,8 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
         print(f"notice: {claim.note}", flush=True)
     try:
         spec = run_spec_from(cfg)
-        topology = resolve_topology(spec.gpus, spec.device, spec.threads_per_worker)
+        # A simulated run profiles one worker of the target device (mpbench/simulate/).
+        topology = resolve_topology(1 if spec.simulate else spec.gpus, spec.device, spec.threads_per_worker)
         # Checksums are verified (and decoded images cached) once, before any worker starts.
         data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed,
                             cache_dir=spec.cache_path)

@@ -4,6 +4,9 @@
   `backprop` run on one worker of the same workload (`analysis.load.WORKLOAD_KEYS`: model, data,
   batch, dtype, threads, device). Every run takes the same global batch per iteration, so this is
   also the ratio of throughputs. Without a reference the speed-up is missing, and the report says so.
+- Simulated runs (simulate=true) carry their own speed-up, over backprop on one worker simulated
+  from the same profile (`sim_speedup`, analysis/load.py); they are neither references nor have a
+  measured speed-up, and they take no part in the measured views below.
 - The quality metric is the task's eval metric: bits per character, else perplexity (lower is
   better), else accuracy (higher is better).
 - Time to target (MLPerf-style): training time (sum of step times, evaluation excluded) and steps
@@ -36,6 +39,18 @@ class Metric:
         return value >= target if self.higher_is_better else value <= target
 
 
+def simulated(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether it is a simulate=true run (False where a frame has no `simulated` column)."""
+    if "simulated" not in runs:
+        return pd.Series(False, index=runs.index)
+    return runs["simulated"].fillna(False).astype(bool)
+
+
+def measured_ok(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that finished ok and were measured (trained), not simulated."""
+    return runs[(runs["status"] == "ok") & ~simulated(runs)]
+
+
 def quality_metric(runs: pd.DataFrame) -> Metric:
     """The first of bits per char, perplexity, accuracy that the runs report; else eval loss."""
     for column, higher in METRICS:
@@ -50,7 +65,8 @@ def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
     interquartile ranges: error bars, not confidence intervals)."""
     out = runs.copy()
     algorithm, workers = REFERENCE
-    references = runs[(runs["algorithm"] == algorithm) & (runs["gpus"] == workers) & (runs["status"] == "ok")]
+    ok = measured_ok(runs)  # a simulated backprop x 1 measured nothing to compare with
+    references = ok[(ok["algorithm"] == algorithm) & (ok["gpus"] == workers)]
     by_workload = {w: r for w, r in references.groupby("workload")}
     by_seed = {key: r for key, r in references.groupby(["workload", "seed"])}  # repeats: each seed its own
     reference_run, speedup = [], []
@@ -121,7 +137,8 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
                 for s in runs["settings"]]
     labels = []
     for i, algorithm in enumerate(runs["algorithm"]):
-        peers = [settings[j] for j, a in enumerate(runs["algorithm"]) if a == algorithm]
+        # A run refused before its config was written (skipped) has no settings to differ in.
+        peers = [settings[j] for j, a in enumerate(runs["algorithm"]) if a == algorithm and settings[j]]
         differing = [k for k in settings[i] if len({p.get(k) for p in peers}) > 1]
         label = algorithm if isinstance(algorithm, str) else "(no algorithm)"  # records that name none
         if differing:
@@ -138,7 +155,7 @@ def with_relative_views(runs: pd.DataFrame) -> pd.DataFrame:
     over this run's, and `speedup_over_data_parallel`, that of `data_parallel` on as many
     workers over this run's; both within one workload and seed, NaN where the other run is absent."""
     out = runs.copy()
-    ok = runs[runs["status"] == "ok"]
+    ok = measured_ok(runs)
     time_of = {(r["label"], r["workload"], r["seed"], r["gpus"]): r["time_per_iter_median_s"] for _, r in ok.iterrows()}
     data_parallel = {(r["workload"], r["seed"], r["gpus"]): r["time_per_iter_median_s"]
                      for _, r in ok[ok["algorithm"] == "data_parallel"].iterrows()}
@@ -154,8 +171,8 @@ def with_relative_views(runs: pd.DataFrame) -> pd.DataFrame:
 
 def repeats(runs: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     """Configurations run with several seeds: per label, workers and workload, the number of ok
-    runs and the median [min, max] of speed-up, time per iteration and final metric."""
-    ok = runs[runs["status"] == "ok"]
+    runs and the median [min, max] of speed-up, time per iteration and final metric (measured runs)."""
+    ok = measured_ok(runs)
     rows = []
     for (label, gpus, _), group in ok.groupby(["label", "gpus", "workload"]):
         if len(group) < 2:

@@ -11,6 +11,11 @@
   - `damaged`: its summary is fine, but the files it vouches for no longer match its digests
     (`mpbench.records.records_problem`).
 - `load_curves(runs)`: one row per recorded step of those runs (metrics.jsonl).
+
+A `simulate=true` run (mpbench/simulate/records.py) is an ordinary ok run that trained nothing:
+no metrics.jsonl, no measured numbers, `simulated` true. Simulated numbers, its own or those a
+measured run carries beside its measurements (its `simulation` section), go only into the `sim_`
+columns (SIMULATED_COLUMNS), and measured ones never do, so no table or figure takes one for the other.
 - `load_workers(runs)`: one row per worker of those runs: peak memory, traffic, time per
   iteration and its breakdown where the algorithm reports one.
 
@@ -34,7 +39,8 @@ COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset
            "train_loss", "eval_loss", "time_per_iter_median_s", "time_per_iter_iqr_s", "interference",
            "samples_per_s", "tokens_per_s",
            "peak_memory_bytes_max", "bytes_sent_total", "wall_time_s", "workload", "git_commit", "reference_role",
-           "path"]
+           "simulated", "sim_step_s", "sim_speedup", "sim_samples_per_s", "sim_tokens_per_s", "sim_idle_fraction",
+           "sim_peak_memory_bytes", "sim_unavailable", "path"]
 # Where a sweep keeps the reference runs it added or reused (analysis/reference.py).
 REFERENCES = "references"
 
@@ -54,7 +60,12 @@ SUMMARY_FIELDS = {"status": TEXT, "reason": TEXT, "algorithm": TEXT, "model": TE
                   "steps": INTEGER, "steps_completed": INTEGER, "batch_size": INTEGER, "seed": INTEGER,
                   "oversubscribed": FLAG, "time_per_iter_median_s": NUMBER, "samples_per_s": NUMBER,
                   "tokens_per_s": NUMBER, "wall_time_s": NUMBER, "final": OBJECT, "environment": OBJECT,
-                  "time_per_iter_iqr_s": NUMBER, "interference": TEXT}
+                  "time_per_iter_iqr_s": NUMBER, "interference": TEXT, "simulated": FLAG, "simulation": OBJECT}
+# The shape of a summary's `simulation` section (mpbench.simulate.simulation_record); per worker: lists of numbers.
+SIMULATION_FIELDS = {"step_s": NUMBER, "speedup": NUMBER, "samples_per_s": NUMBER, "tokens_per_s": NUMBER,
+                     "reference_step_s": NUMBER, "unavailable": TEXT}
+SIMULATION_PER_WORKER = ("busy_s_per_worker", "comm_s_per_worker", "idle_s_per_worker", "idle_fraction_per_worker",
+                         "peak_memory_bytes_per_worker")
 PER_WORKER = {"peak_memory_bytes_per_worker": NUMBER, "baseline_memory_bytes_per_worker": NUMBER,
               "iteration_s_per_worker": NUMBER, "compute_s_per_worker": NUMBER, "wait_s_per_worker": NUMBER,
               "bytes_sent_per_worker": NUMBER, "algorithm_facts_per_worker": OBJECT}
@@ -67,6 +78,9 @@ NUMERIC_COLUMNS = ["gpus", "threads_per_worker", "steps", "steps_completed", "ba
                    "time_per_iter_median_s", "time_per_iter_iqr_s", "samples_per_s", "tokens_per_s",
                    "peak_memory_bytes_max",
                    "bytes_sent_total", "wall_time_s"]
+# Simulated numbers (from a summary's `simulation` section): never measured ones.
+SIMULATED_COLUMNS = ["sim_step_s", "sim_speedup", "sim_samples_per_s", "sim_tokens_per_s", "sim_idle_fraction",
+                     "sim_peak_memory_bytes"]
 
 
 class ResultsError(ValueError):
@@ -144,6 +158,25 @@ def summary_problem(summary: Any) -> str | None:
                     return _wrong(f"summary.json: {key}[{rank}].{old}", value[old], NUMBER)
     if len(lengths) > 1:
         return "summary.json: the per-worker lists differ in length"
+    return _simulation_problem(summary.get("simulation") or {}, workers)
+
+
+def _simulation_problem(simulation: dict, workers: Any) -> str | None:
+    """What is wrong with the shape of a summary's `simulation` section; None if nothing."""
+    for key, kind in SIMULATION_FIELDS.items():
+        if not _is(kind, simulation.get(key)):
+            return _wrong(f"summary.json: simulation.{key}", simulation[key], kind)
+    for key in SIMULATION_PER_WORKER:
+        values = simulation.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            return _wrong(f"summary.json: simulation.{key}", values, "a list")
+        if workers is not None and len(values) != workers:
+            return f"summary.json: simulation.{key} has {len(values)} entries for {workers} workers"
+        for rank, value in enumerate(values):
+            if not _is(NUMBER, value):
+                return _wrong(f"summary.json: simulation.{key}[{rank}]", value, NUMBER)
     return None
 
 
@@ -263,6 +296,7 @@ def read_run(run_dir: Path) -> dict:
         row["peak_memory_bytes_max"] = max(memory) if memory else None
         row["bytes_sent_total"] = sum(sent) if sent else None
         row["git_commit"] = ((summary.get("environment") or {}).get("git") or {}).get("commit")
+        row.update(_simulated_columns(summary.get("simulation") or {}))
     if config is not None:
         for column, keys in CONFIG_FIELDS.items():
             if row[column] is None:
@@ -270,6 +304,8 @@ def read_run(run_dir: Path) -> dict:
         algorithm = {k: v for k, v in (config.get("algorithm") or {}).items() if k != "name"}
         row["settings"] = ", ".join(f"{k}={v}" for k, v in algorithm.items()) or None
         row["workload"] = json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True, default=str)
+    # A simulate=true run says so in its summary; one it refused (skipped) or that left none, in its config.
+    row["simulated"] = bool((summary or {}).get("simulated") or (config or {}).get("simulate"))
     if summary is None and summary_trouble is None:
         left = "empty directory: the run left no records" if not any(run_dir.iterdir()) else \
             "no summary.json (killed, or still running)"
@@ -281,6 +317,17 @@ def read_run(run_dir: Path) -> dict:
     elif config_trouble:
         row.update(status=UNREADABLE, reason=config_trouble)
     return row
+
+
+def _simulated_columns(simulation: dict) -> dict:
+    """The sim_ columns of a summary's `simulation` section (all None where it has none)."""
+    idle = [f for f in simulation.get("idle_fraction_per_worker") or [] if f is not None]
+    memory = [m for m in simulation.get("peak_memory_bytes_per_worker") or [] if m is not None]
+    return {"sim_step_s": simulation.get("step_s"), "sim_speedup": simulation.get("speedup"),
+            "sim_samples_per_s": simulation.get("samples_per_s"), "sim_tokens_per_s": simulation.get("tokens_per_s"),
+            "sim_idle_fraction": sum(idle) / len(idle) if idle else None,
+            "sim_peak_memory_bytes": max(memory) if memory else None,
+            "sim_unavailable": simulation.get("unavailable")}
 
 
 def _records_problem(run_dir: Path, summary: dict) -> str | None:
@@ -332,8 +379,9 @@ def load_runs(path: str | Path) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     frame = pd.DataFrame(rows)
     # Checked numbers or null: numeric columns, also where every run left them null.
-    numeric = NUMERIC_COLUMNS + [c for c in frame if c.startswith(("train_", "eval_"))]  # with the final metrics
-    frame[numeric] = frame[numeric].apply(pd.to_numeric)
+    numeric = NUMERIC_COLUMNS + SIMULATED_COLUMNS + [c for c in frame if c.startswith(("train_", "eval_"))]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric)  # with the final metrics
+    frame["simulated"] = frame["simulated"].astype(bool)
     return frame
 
 

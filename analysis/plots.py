@@ -6,8 +6,10 @@ Conventions kept in every figure: one colour per algorithm, the same in every pl
 sweep (its place in ALGORITHMS below, a table of names tested equal to the registered ones, so
 that the report reads records without importing any training code); points measured with more workers x threads
 than cores are drawn hollow and named "oversubscribed" in the legend, so that a CPU artefact is
-not read as an algorithm's scaling; failed runs are absent from the curves but listed in the
-report's table.
+not read as an algorithm's scaling; simulated numbers (simulate=true runs, and the simulated twin
+of an oversubscribed measured run) are their own dashed lines with x markers, labelled
+"(simulated)", never joined to measured points; failed runs are absent from the curves but listed in
+the report's table.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullLocator
 
-from analysis.derive import Metric
+from analysis.derive import Metric, measured_ok, simulated
 
 # Figures are made without pyplot: no GUI backend, no global figure list; `Figure.savefig` draws
 # with Agg, and a notebook shows a returned Figure (after %matplotlib inline).
@@ -63,15 +66,22 @@ def _ok(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] == "ok"]
 
 
-def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
+def _points_vs_workers(ax, runs: pd.DataFrame, column: str, simulated_column: str | None = None) -> bool:
     """One line per label over gpus; hollow markers where oversubscribed; error bars of the
-    step-time spread where `<column>_spread` is known. True if any point."""
+    step-time spread where `<column>_spread` is known. With `simulated_column`, the simulated
+    numbers in it are a second, dashed line per label ("<label> (simulated)"). True if any point."""
     styles, drawn, hollow = _styles(runs), False, False
     for label, group in _ok(runs).groupby("label"):
+        c, ls = styles[label]
+        if simulated_column is not None and simulated_column in group:
+            points = group.dropna(subset=[simulated_column]).sort_values("gpus")
+            if not points.empty:
+                ax.plot(points["gpus"], points[simulated_column], color=c, linestyle="--", marker="x", markersize=7,
+                        label=f"{label} (simulated)")
+                drawn = True
         group = group.dropna(subset=[column]).sort_values("gpus")
         if group.empty:
             continue
-        c, ls = styles[label]
         ax.plot(group["gpus"], group[column], color=c, linestyle=ls, marker="o", markersize=7, label=label)
         if f"{column}_spread" in group and group[f"{column}_spread"].notna().any():
             ax.errorbar(group["gpus"], group[column], yerr=group[f"{column}_spread"].fillna(0) / 2, fmt="none",
@@ -83,7 +93,11 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
                     linestyle="none")
         drawn = True
     ax.set_xlabel("workers (gpus)")
-    ax.set_xticks(sorted(runs["gpus"].dropna().unique()))
+    workers = sorted(runs["gpus"].dropna().unique())
+    if workers and workers[-1] >= 16 * max(workers[0], 1):
+        ax.set_xscale("log", base=2)  # 1 ... 64 workers: evenly spaced doublings, not a crowd at the left
+        ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(workers, [f"{w:g}" for w in workers])
     handles, _ = ax.get_legend_handles_labels()
     if hollow:
         handles.append(OVERSUBSCRIBED)
@@ -91,6 +105,29 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str) -> bool:
         ax.legend(handles=handles, fontsize=8)
     ax.grid(alpha=0.3)
     return drawn
+
+
+def _all_simulated(runs: pd.DataFrame) -> bool:
+    """Whether every run that finished ok is a simulate=true run (nothing measured to show)."""
+    ok = _ok(runs)
+    return not ok.empty and bool(simulated(ok).all())
+
+
+def _any(runs: pd.DataFrame, column: str) -> bool:
+    return column in runs and bool(_ok(runs)[column].notna().any())
+
+
+def _scaling_titles(ax, runs: pd.DataFrame, simulated_column: str, what: tuple[str, str], measured_note: str) -> None:
+    """Axis label and title of a figure against workers (`what`: the y label, the quantity's
+    name): "simulated" where every point is, and a note on the dashed simulated lines where they
+    stand beside measured ones."""
+    if _all_simulated(runs):
+        ax.set_ylabel(f"simulated {what[0]}")
+        ax.set_title(f"Simulated {what[1]} vs workers (from profiled costs; nothing trained)")
+        return
+    ax.set_ylabel(what[0])
+    dashed = "\n(dashed, x: simulated from profiled costs)" if _any(runs, simulated_column) else ""
+    ax.set_title(f"{what[1][0].upper()}{what[1][1:]} vs workers ({measured_note}){dashed}")
 
 
 def _figure(width: float, height: float, columns: int = 1, **subplots):
@@ -104,24 +141,26 @@ def _note(ax, text: str) -> None:
 
 
 def speedup(runs: pd.DataFrame) -> Figure:
-    """Speed-up over backprop on one worker (time per iteration), with the ideal linear line."""
+    """Speed-up over backprop on one worker (time per iteration), with the ideal linear line;
+    the simulated speed-up (over backprop on one worker simulated from the same profile) dashed."""
     fig, ax = _figure(7, 4.5)
     workers = sorted(runs["gpus"].dropna().unique())
-    ax.plot(workers, workers, color="0.5", linestyle="--", linewidth=1, label="ideal (linear)")
-    if not _points_vs_workers(ax, runs, "speedup"):
+    ax.plot(workers, workers, color="0.5", linestyle=":", linewidth=1, label="ideal (linear)")
+    if not _points_vs_workers(ax, runs, "speedup", "sim_speedup"):
         _note(ax, "no speed-up: the sweep has no backprop run on 1 worker\nof the same workload to compare with")
-    ax.set_ylabel("speed-up over backprop on 1 worker (x)")
-    ax.set_title("Speed-up vs workers (same global batch; bars: step-time IQR)")
+    _scaling_titles(ax, runs, "sim_speedup", ("speed-up over backprop on 1 worker (x)", "speed-up"),
+                    "same global batch; bars: step-time IQR")
     return fig
 
 
 def throughput(runs: pd.DataFrame) -> Figure:
-    column = "tokens_per_s" if "tokens_per_s" in runs and runs["tokens_per_s"].notna().any() else "samples_per_s"
+    tokens = _any(runs, "tokens_per_s") or _any(runs, "sim_tokens_per_s")
+    column = "tokens_per_s" if tokens else "samples_per_s"
     fig, ax = _figure(7, 4.5)
-    _points_vs_workers(ax, runs, column)
+    _points_vs_workers(ax, runs, column, f"sim_{column}")
     unit = "tokens/s" if column == "tokens_per_s" else "samples/s"
-    ax.set_ylabel(f"training throughput ({unit})")
-    ax.set_title(f"Throughput vs workers ({unit}, median time per iteration)")
+    _scaling_titles(ax, runs, f"sim_{column}", (f"training throughput ({unit})", "throughput"),
+                    f"{unit}, median time per iteration")
     return fig
 
 
@@ -143,7 +182,7 @@ def time_to_target(runs: pd.DataFrame, target_text: str) -> Figure:
             _note(ax, "no run reached the target" if target_text else
                   "no target: the sweep has no backprop\nreference on 1 worker; set report.target")
         ax.set_ylabel(unit)
-    ok = _ok(runs)
+    ok = measured_ok(runs)  # a simulated run trained nothing: it did not miss the target
     missed = ok[ok["time_to_target_s"].isna()] if "time_to_target_s" in ok else ok.iloc[0:0]
     subtitle = f"target: {target_text}" if target_text else "no target"
     if not missed.empty and target_text:
@@ -155,12 +194,13 @@ def time_to_target(runs: pd.DataFrame, target_text: str) -> Figure:
 def convergence(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric, x: str = "step") -> Figure:
     """The eval metric against step (x="step") or training time (x="train_time_s"), one panel per
     worker count, one colour per algorithm; the backprop reference on 1 worker, faint, in every
-    panel for comparison."""
-    ok = _ok(runs)
+    panel for comparison. Simulated runs have no curves (nothing trained) and are left out."""
+    ok = measured_ok(runs)
     workers = sorted(ok["gpus"].unique()) or [1]
     fig, axes = _figure(4.5 * len(workers) + 1, 4.2, len(workers), sharex=True, sharey=True, squeeze=False)
     styles = _styles(runs)
-    evals = curves.dropna(subset=[metric.column]) if metric.column in curves else curves.iloc[0:0]
+    evals = curves.dropna(subset=[metric.column]) if metric.column in curves else \
+        pd.DataFrame(columns=["run", x, metric.column])  # no run evaluated
     references = set(ok["reference_run"].dropna()) if "reference_run" in ok else set()
     for ax, n in zip(axes[0], workers):
         for reference in sorted(references):

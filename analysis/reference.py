@@ -11,7 +11,10 @@ When a sweep ends without that run for a workload it ran, the sweep-end callback
    once more as `algorithm=backprop gpus=1` into `references/added_<n>_backprop_g1` (a
    multirun with resume=true: a sweep run again reuses them).
 
-Reference runs are ordinary run records; the report marks them (`reference_role`).
+Reference runs are ordinary run records; the report marks them (`reference_role`). Simulated runs
+(simulate=true) need none: each carries its speed-up over backprop on one worker simulated from
+the same profile, so a sweep of simulated runs only adds nothing, and a simulated backprop x 1 is
+no reference for measured runs.
 """
 
 from __future__ import annotations
@@ -24,19 +27,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.derive import REFERENCE
+from analysis.derive import REFERENCE, measured_ok, simulated
 from analysis.load import REFERENCES, load_runs
 
 REPO = Path(__file__).resolve().parents[1]
-# Overrides of the sweep that do not carry over to its reference run.
-NOT_CARRIED = ("algorithm", "gpus", "fault", "hydra.sweep.dir", "hydra.sweep.subdir", "resume")
+# Overrides of the sweep that do not carry over to its reference run (which is measured: not simulate).
+NOT_CARRIED = ("algorithm", "gpus", "fault", "hydra.sweep.dir", "hydra.sweep.subdir", "resume", "simulate")
 
 
 def missing_workloads(runs: pd.DataFrame) -> set[str]:
-    """Workloads with a finished run but no ok `backprop` x 1 run among `runs`."""
+    """Workloads with a finished measured run but no ok measured `backprop` x 1 run among `runs`."""
     algorithm, workers = REFERENCE
-    finished = runs[runs["status"].isin(("ok", "diverged")) & runs["workload"].notna()]
-    present = runs[(runs["algorithm"] == algorithm) & (runs["gpus"] == workers) & (runs["status"] == "ok")]
+    finished = runs[runs["status"].isin(("ok", "diverged")) & runs["workload"].notna() & ~simulated(runs)]
+    ok = measured_ok(runs)
+    present = ok[(ok["algorithm"] == algorithm) & (ok["gpus"] == workers)]
     return set(finished["workload"]) - set(present["workload"])
 
 
@@ -49,9 +53,9 @@ def reuse_from_tree(sweep_dir: Path, runs: pd.DataFrame, missing: set[str]) -> l
     root = sweep_dir.parent.parent if sweep_dir.parent.name == "sweeps" else None
     if root is None or not root.is_dir():
         return []
-    tree = load_runs(root)
+    tree = measured_ok(load_runs(root))
     algorithm, workers = REFERENCE
-    candidates = tree[(tree["algorithm"] == algorithm) & (tree["gpus"] == workers) & (tree["status"] == "ok")
+    candidates = tree[(tree["algorithm"] == algorithm) & (tree["gpus"] == workers)
                       & ~tree["path"].map(lambda p: Path(p).is_relative_to(sweep_dir))]
     wanted = {_identity(run) for _, run in runs[runs["workload"].isin(missing)].iterrows()}
     reused = []

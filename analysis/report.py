@@ -6,7 +6,8 @@ writes into `<sweep dir>/report/` (or `--out`):
 
     report.md           the page: what was run, the reference and target, the table, the figures
     runs.csv, runs.parquet   the table, one row per run (failed and diverged runs included, and
-                             incomplete, unreadable or damaged records: analysis/load.py)
+                             incomplete, unreadable or damaged records: analysis/load.py);
+                             simulated numbers only in the sim_* columns, headed "(simulated)" on the page
     speedup.png, throughput.png, convergence_step.png, convergence_time.png,
     final_quality.png, time_to_target.png, memory.png, time_breakdown.png
 
@@ -25,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.derive import (REFERENCE, Metric, quality_metric, repeats, run_labels, targets, with_reference,
-                             with_relative_views, with_time_to_target)
+from analysis.derive import (REFERENCE, Metric, measured_ok, quality_metric, repeats, run_labels, simulated, targets,
+                             with_reference, with_relative_views, with_time_to_target)
 from analysis.load import (
     DAMAGED,
     INCOMPLETE,
@@ -41,9 +42,13 @@ from mpbench.records import atomic_write_text
 
 DEFAULT_MARGIN = 0.05
 TABLE_COLUMNS = ["run", "reference_role", "algorithm", "settings", "gpus", "threads_per_worker", "oversubscribed", "status",
-                 "reason", "final_metric", "eval_loss", "time_per_iter_ms", "speedup", "speedup_spread",
+                 "reason", "simulated", "final_metric", "eval_loss", "time_per_iter_ms", "speedup", "speedup_spread",
                  "scaling_over_own_1", "speedup_over_data_parallel", "interference", "steps_to_target",
-                 "time_to_target_s", "peak_memory_mib_max"]
+                 "time_to_target_s", "peak_memory_mib_max",
+                 # Simulated numbers (analysis/load.py): headed "(simulated)" on the page.
+                 "sim_time_per_iter_ms", "sim_speedup", "sim_samples_per_s", "sim_idle_fraction",
+                 "sim_peak_memory_mib_max"]
+SIMULATED_PREFIX = "sim_"
 
 
 @dataclass
@@ -75,7 +80,9 @@ def load_sweeps(paths: list[Path]) -> pd.DataFrame:
 def tidy_table(runs: pd.DataFrame, metric: Metric) -> pd.DataFrame:
     table = runs.assign(final_metric=runs.get(metric.column),
                         time_per_iter_ms=runs["time_per_iter_median_s"] * 1e3,
-                        peak_memory_mib_max=runs["peak_memory_bytes_max"] / plots.MIB)
+                        peak_memory_mib_max=runs["peak_memory_bytes_max"] / plots.MIB,
+                        sim_time_per_iter_ms=runs["sim_step_s"] * 1e3,
+                        sim_peak_memory_mib_max=runs["sim_peak_memory_bytes"] / plots.MIB)
     return table[[c for c in TABLE_COLUMNS if c in table]].reset_index(drop=True)
 
 
@@ -147,7 +154,7 @@ def _write_atomically(path: Path, write) -> None:
 def _warnings(runs: pd.DataFrame) -> list[str]:
     algorithm, workers = REFERENCE
     notes = []
-    finished = runs[runs["status"] == "ok"]
+    finished = measured_ok(runs)  # a simulated run brings its own (simulated) reference
     missing = finished[finished["reference_run"].isna()]
     if not missing.empty:
         notes.append(f"no reference: {len(missing)} of {len(finished)} finished runs have no `{algorithm}` run on {workers} worker "
@@ -169,10 +176,19 @@ def _warnings(runs: pd.DataFrame) -> list[str]:
     if not noisy.empty:
         notes.append(f"{len(noisy)} runs may have been disturbed by other work on the machine, so treat their "
                      f"timings with care: " + "; ".join(f"`{r['run']}`: {r['interference']}" for _, r in noisy.iterrows()))
-    over = runs[runs["oversubscribed"].eq(True)]  # a column of bools and None
+    over = runs[runs["oversubscribed"].eq(True) & ~simulated(runs)]  # a column of bools and None
     if not over.empty:
-        notes.append(f"{len(over)} runs are oversubscribed (workers x threads > cores): their timings are CPU "
-                     f"artefacts, drawn hollow")
+        twins = over["sim_speedup"].notna().sum()
+        notes.append(f"{len(over)} measured runs are oversubscribed (workers x threads > cores): their timings are CPU "
+                     f"artefacts, drawn hollow" + (f"; {twins} of them have a simulated speed-up beside (dashed)"
+                                                  if twins else ""))
+    for _, run in runs[runs["sim_unavailable"].notna()].iterrows():
+        notes.append(f"`{run['run']}` has no simulated speed-up beside its measured one: {run['sim_unavailable']}")
+    simulated_runs = runs[simulated(runs) & (runs["status"] == "ok")]
+    if not simulated_runs.empty:
+        notes.append(f"{len(simulated_runs)} runs are simulated (simulate=true): nothing was trained; their step time "
+                     f"and speed-up come from profiled costs, over `{algorithm}` x {workers} simulated from the same "
+                     f"profile (the table's (simulated) columns, dashed lines with x markers)")
     return notes
 
 
@@ -184,15 +200,24 @@ def _fmt(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def header(column: str) -> str:
+    """A table column as a reader sees it: simulated numbers say so (sim_speedup -> speedup (simulated))."""
+    if column.startswith(SIMULATED_PREFIX):
+        return f"{column.removeprefix(SIMULATED_PREFIX)} (simulated)"
+    return column
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines = ["| " + " | ".join(map(header, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
 
 
 SECTIONS = (("speedup", "Speed-up", ("Time per iteration of the backprop reference on 1 worker divided by the run's; "
-                                     "dashed: ideal linear scaling.")),
-            ("throughput", "Throughput", "Training samples (or tokens) per second from the median time per iteration."),
+                                     "dotted: ideal linear scaling; dashed with x markers: simulated (a simulated "
+                                     "step over backprop on 1 worker simulated from the same profile).")),
+            ("throughput", "Throughput", ("Training samples (or tokens) per second from the median time per iteration; "
+                                          "dashed with x markers: simulated.")),
             ("convergence_step", "Convergence per step", "The eval metric at each evaluation, one panel per worker count."),
             ("convergence_time", "Convergence in time", "The same against training time (evaluation excluded)."),
             ("final_quality", "Final quality", "The last evaluation of each run: what staleness or local losses cost."),

@@ -29,13 +29,20 @@ def _number(value: Any, spec: str, scale: float = 1.0) -> str:
 
 def run_lines(runs) -> list[str]:
     """The console lines for the runs of `analysis.load.load_runs`: one per run (its status, and
-    its eval loss and time per iteration if it is ok, else its reason), then the counts."""
+    its eval loss and time per iteration if it is ok, else its reason), then the counts. A
+    simulated run (simulate=true) says so and shows its simulated time and speed-up instead; a
+    measured run with a simulated twin (oversubscribed) shows that speed-up after its own, labelled."""
     lines = []
     for _, run in runs.iterrows():
         line = f"  {run['run']!s:<32} {run['status']!s:<9}"
-        if run["status"] == "ok":
-            line += (f" eval_loss={_number(run['eval_loss'], '.4f')}"
+        if run["status"] == "ok" and not _missing(run.get("simulated")) and bool(run.get("simulated")):
+            line += (f" simulated, nothing trained: {_number(run.get('sim_step_s'), '.1f', 1e3)} ms/iter, "
+                     f"speed-up {_number(run.get('sim_speedup'), '.2f')}x (simulated)")
+        elif run["status"] == "ok":
+            line += (f" eval_loss={_number(run.get('eval_loss'), '.4f')}"
                      f"  {_number(run['time_per_iter_median_s'], '.1f', 1e3):>8} ms/iter")
+            if not _missing(run.get("sim_speedup")):
+                line += f"  [simulated speed-up {_number(run['sim_speedup'], '.2f')}x]"
         elif not _missing(run["reason"]):
             line += f" {run['reason']}"
         if not _missing(run.get("interference")):

@@ -206,8 +206,8 @@ class RunSettings(Settings):
     """auto: CUDA with NCCL when there is one GPU per worker, else the CPU (with a notice); cuda fails without enough GPUs."""
     threads_per_worker: int = 1
     """CPU threads per worker: each worker is a fixed unit of compute, like a GPU."""
-    worker_limit: int | Literal["auto"] = "auto"
-    """The most CPU workers (gloo processes) a run may start; auto: 4 per available core, at least 8. A bound on mistakes such as gpus=1000, not on GPU runs."""
+    worker_limit: int | Literal["auto", "cores"] = "auto"
+    """The most CPU workers (gloo processes) a run may start; auto: 4 per available core, at least 8; cores: one per core (no oversubscribed run). A bound on mistakes such as gpus=1000, not on GPU runs; simulate=true starts none."""
     steps: int = 300
     """Training iterations."""
     batch_size: int = 32
@@ -251,8 +251,8 @@ class RunSettings(Settings):
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {self.seed!r}")
-        if self.worker_limit != "auto" and self.worker_limit < 1:
-            raise ValueError(f"worker_limit must be a positive integer or auto, got {self.worker_limit!r}")
+        if self.worker_limit not in ("auto", "cores") and self.worker_limit < 1:
+            raise ValueError(f"worker_limit must be a positive integer, auto or cores, got {self.worker_limit!r}")
         if self.checkpoint_every < 0:
             raise ValueError(f"checkpoint_every must be a non-negative integer (0: no checkpoints), "
                              f"got {self.checkpoint_every!r}")

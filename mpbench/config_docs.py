@@ -75,7 +75,7 @@ def table(cls: type, prefix: str = "") -> list[str]:
 
 def render() -> str:
     sections = [HEADER, "## Top level (experiments/config.yaml)", "", *table(RunSettings), ""]
-    for name in ("report", "fault"):
+    for name in ("report", "simulator", "fault"):
         section = typing.get_type_hints(RunSettings)[name]
         section = next(o for o in (typing.get_args(section) or (section,)) if dataclasses.is_dataclass(o))
         sections += [f"### `{name}`", "", section.__doc__.strip(), "", *table(section, f"{name}."), ""]

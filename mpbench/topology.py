@@ -64,9 +64,12 @@ def resolve_topology(workers: int, device: str, threads_per_worker: int) -> Topo
 
 
 def cpu_worker_limit(worker_limit: int | str) -> int:
-    """The most CPU workers a run may start: `worker_limit`, or for `auto` 4 per available core
-    and at least 8 (each worker is a process of a few hundred MB)."""
-    return max(8, 4 * available_cores()) if worker_limit == "auto" else int(worker_limit)
+    """The most CPU workers a run may start: `worker_limit`, for `auto` 4 per available core and
+    at least 8 (each worker is a process of a few hundred MB), for `cores` one per core (no
+    oversubscribed run: a sweep measures only where the machine holds the workers)."""
+    if worker_limit == "auto":
+        return max(8, 4 * available_cores())
+    return available_cores() if worker_limit == "cores" else int(worker_limit)
 
 
 def check_worker_limit(workers: int, device: str, worker_limit: int | str) -> None:
@@ -76,7 +79,7 @@ def check_worker_limit(workers: int, device: str, worker_limit: int | str) -> No
         return  # one GPU per worker
     limit = cpu_worker_limit(worker_limit)
     if workers > limit:
-        bound = (f"worker_limit=auto allows {limit} on {available_cores()} cores" if worker_limit == "auto"
-                 else f"worker_limit={limit}")
+        bound = (f"worker_limit={worker_limit} allows {limit} on {available_cores()} cores"
+                 if worker_limit in ("auto", "cores") else f"worker_limit={limit}")
         raise ConfigError(f"gpus={workers} would start {workers} CPU worker processes but {bound}; "
                           f"use fewer gpus, or raise the bound explicitly with worker_limit={workers}")

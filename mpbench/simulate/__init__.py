@@ -47,6 +47,9 @@ def link_for(choice: str, backend: str, cache_dir: Path) -> Link:
     """A preset, or α and β measured by ping-pong over `backend` once per machine (cached)."""
     if choice in PRESETS:
         return PRESETS[choice]
+    if backend == "nccl" and torch.cuda.device_count() < 2:
+        raise ConfigError(f"simulator.link=measured: an NCCL ping-pong needs two GPUs, and this machine has "
+                          f"{torch.cuda.device_count()}; use a preset, simulator.link={'|'.join(PRESETS)}")
     path = Path(cache_dir) / "simulator" / f"link-{backend}-{socket.gethostname()}.json"
     try:
         return Link(**json.loads(path.read_text()))
