@@ -34,9 +34,12 @@ def rerun_as_before(module: nn.Module, rng: RngState, device: torch.device,
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, device)
         out = forward()
+    # Through .data: the replayed graph saved the statistics as inputs of batch_norm (their values
+    # are not used by its training-mode backward), and an in-place copy on the tensors themselves
+    # would bump the version autograd checks when that backward runs.
     with torch.no_grad():
         for live, before in zip(module.buffers(), buffers):
-            live.copy_(before)
+            live.data.copy_(before)
     return out
 
 
