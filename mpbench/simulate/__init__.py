@@ -121,10 +121,11 @@ def simulation_record(ran: Simulated, reference: Simulated, spec, data_info, pro
         "reference_step_s": reference.step_s, "speedup": reference.step_s / ran.step_s,
         "busy_s_per_worker": ran.busy_s, "comm_s_per_worker": ran.comm_s, "idle_s_per_worker": ran.idle_s,
         "idle_fraction_per_worker": ran.idle_fraction, "peak_memory_bytes_per_worker": ran.peak_memory_bytes,
-        "link": {"latency_s": link.latency_s, "bytes_per_s": link.bytes_per_s, "source": link.source},
+        "link": {"latency_s": link.latency_s, "bytes_per_s": link.bytes_per_s,
+                 "reduce_bytes_per_s": link.reduce_bytes_per_s, "source": link.source},
         "profiled_on": {"device": str(device), "threads": threads, "dtype": spec.dtype,
                         "rows_timed": sorted(profiler.rows_timed), "kept_in": str(profiler.store)},
-        "step_overhead_s": profiler.step_overhead_s(),
+        "compute_scale": profiler.calibration()[0], "step_overhead_s": profiler.calibration()[1],
     }
     if data_info.task == "lm":
         record["tokens_per_s"] = spec.batch_size * data_info.input_shape[0] / ran.step_s

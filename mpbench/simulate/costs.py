@@ -14,8 +14,9 @@ not parameters), and of its parameters. The last block's costs include the loss.
 on the rows of a (micro)batch, and not linearly at small sizes, so each plan asks for the rows it
 runs (a pipeline's microbatch, a replica's shard) and each size is timed once.
 
-`step_overhead_s` calibrates what block timings miss: one whole backprop step (forward, loss,
-backward, optimizer) minus the sum of its parts, charged once per step on every worker.
+`calibration` ties the parts to the whole: one whole backprop step (forward, loss, backward,
+optimizer) is timed too; what the parts miss is a per-step overhead charged on every worker, and
+parts that add up to more than the whole are scaled down to it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -104,7 +105,7 @@ class Profiler:
         self.repeats = repeats
         self._blocks: dict[int, tuple[BlockCost, ...]] = {}
         self._optimizer_s: list[float] | None = None
-        self._overhead: float | None = None
+        self._whole_step_s: float | None = None
         self._heads: dict[str, HeadCost] = {}
         self._outputs: list[torch.Tensor] | None = None
         # Timings kept on disk (one file per model, data, batch, dtype, device, threads and machine), so
@@ -119,17 +120,17 @@ class Profiler:
             saved = json.loads(self.store.read_text())
             blocks = {int(rows): tuple(BlockCost(**c) for c in costs) for rows, costs in saved["blocks"].items()}
             heads = {key: HeadCost(**cost) for key, cost in saved["heads"].items()}
-            optimizer_s, overhead = saved["optimizer_s"], saved["overhead_s"]
+            optimizer_s, whole = saved["optimizer_s"], saved["whole_step_s"]
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return  # none yet, or unreadable: profile again (and replace it)
-        self._blocks, self._heads, self._optimizer_s, self._overhead = blocks, heads, optimizer_s, overhead
+        self._blocks, self._heads, self._optimizer_s, self._whole_step_s = blocks, heads, optimizer_s, whole
 
     def _save(self) -> None:
         if self.store is None:
             return
         saved = {"blocks": {rows: [asdict(c) for c in costs] for rows, costs in self._blocks.items()},
                  "heads": {key: asdict(c) for key, c in self._heads.items()},
-                 "optimizer_s": self._optimizer_s, "overhead_s": self._overhead}
+                 "optimizer_s": self._optimizer_s, "whole_step_s": self._whole_step_s}
         try:
             atomic_write_text(self.store, json.dumps(saved))
         except OSError:
@@ -144,7 +145,12 @@ class Profiler:
         return len(self.inputs)
 
     def blocks(self, rows: int) -> tuple[BlockCost, ...]:
-        """Each block's costs on `rows` rows of the batch (timed once per size)."""
+        """Each block's costs on `rows` rows of the batch (timed once per size), calibrated."""
+        scale = self.calibration()[0]
+        return tuple(replace(c, forward_s=c.forward_s * scale, backward_input_s=c.backward_input_s * scale,
+                             backward_weight_s=c.backward_weight_s * scale) for c in self._timed_blocks(rows))
+
+    def _timed_blocks(self, rows: int) -> tuple[BlockCost, ...]:
         rows = max(1, min(rows, self.batch_size))
         if rows not in self._blocks:
             self._blocks[rows] = self._profile(rows)
@@ -208,26 +214,45 @@ class Profiler:
         return self._optimizer_s
 
     def step_overhead_s(self) -> float:
-        """One whole step of backprop on the full batch minus the sum of its profiled parts."""
-        if self._overhead is None:
-            model, params = self.model, [p for p in self.model.parameters() if p.requires_grad]
-            saved = [p.detach().clone() for p in params]
-            optimizer = self.make_optimizer(params)
+        return self.calibration()[1]
 
-            def step():
-                optimizer.zero_grad(set_to_none=True)
-                model.loss(model(self.inputs), self.targets).backward()
-                optimizer.step()
+    def calibration(self) -> tuple[float, float]:
+        """(scale, overhead_s): how block timings become the whole step they are parts of.
 
-            whole = _timed(step, self.repeats)
-            with torch.no_grad():
-                for p, s in zip(params, saved):
-                    p.copy_(s)
-            model.zero_grad(set_to_none=True)
-            parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in self.blocks(self.batch_size))
-            self._overhead = max(whole - parts, 0.0)
+        One whole backprop step (forward, loss, backward, optimizer) on the full batch is timed
+        and compared with the sum of its profiled parts. What the parts miss (the step's own
+        work) is the per-step overhead; when they add up to more (each block timed alone pays
+        its own call overheads), their compute is scaled down to the whole instead. Without a
+        loss and an optimizer (the balance profiler) there is no whole step: (1, 0).
+        """
+        if self.targets is None or self.make_optimizer is None:
+            return 1.0, 0.0
+        if self._whole_step_s is None:
+            self._whole_step_s = self._time_whole_step()
             self._save()
-        return self._overhead
+        timed = self._timed_blocks(self.batch_size)
+        compute = sum(c.forward_s + c.backward_s for c in timed)
+        optimizer = sum(c.optimizer_s for c in timed)
+        if self._whole_step_s >= compute + optimizer or compute <= 0:
+            return 1.0, self._whole_step_s - compute - optimizer
+        return max(self._whole_step_s - optimizer, 0.0) / compute, 0.0
+
+    def _time_whole_step(self) -> float:
+        model, params = self.model, [p for p in self.model.parameters() if p.requires_grad]
+        saved = [p.detach().clone() for p in params]
+        optimizer = self.make_optimizer(params)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            model.loss(model(self.inputs), self.targets).backward()
+            optimizer.step()
+
+        whole = _timed(step, self.repeats)
+        with torch.no_grad():  # the profile leaves the model as it found it
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        model.zero_grad(set_to_none=True)
+        return whole
 
     def head(self, key, make_module, boundary: int, call) -> HeadCost:
         """A local module (`make_module()`, timed once per `key`) on block `boundary`'s output

@@ -32,6 +32,7 @@ class Link:
     latency_s: float
     bytes_per_s: float
     source: str
+    reduce_bytes_per_s: float | None = None  # an all-reduce's own β where measured (gloo reduces on the CPU)
 
     def message_s(self, nbytes: int) -> float:
         """α + n/β: one point-to-point message."""
@@ -42,7 +43,7 @@ class Link:
         if workers <= 1 or not nbytes:
             return 0.0
         rounds = 2 * (workers - 1)
-        return rounds * self.latency_s + rounds / workers * nbytes / self.bytes_per_s
+        return rounds * self.latency_s + rounds / workers * nbytes / (self.reduce_bytes_per_s or self.bytes_per_s)
 
 
 PRESETS = {  # nominal: latency and one-direction bandwidth per link
@@ -83,20 +84,37 @@ def _ping_pong(rank: int, port: int, backend: str, sizes: list[int], repeats: in
                 if r:
                     times.append((time.perf_counter() - started) / 2)
             one_way.append(statistics.median(times))
+        reduce = []
+        for size in sizes[1:]:
+            buf = torch.zeros(size // 4, dtype=torch.float32, device=device)
+            times = []
+            for r in range(repeats + 1):
+                dist.barrier()
+                started = time.perf_counter()
+                dist.all_reduce(buf)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if r:
+                    times.append(time.perf_counter() - started)
+            reduce.append(statistics.median(times))
         if rank == 0:
-            Path(out).write_text(" ".join(map(repr, one_way)))
+            Path(out).write_text(" ".join(map(repr, one_way + reduce)))
     finally:
         dist.destroy_process_group()
 
 
 def measure_link(backend: str = "gloo", repeats: int = 20) -> Link:
     """α and β by ping-pong between two processes over `backend` (gloo on loopback, or NCCL
-    between two GPUs): α the one-way time of a 4-byte message, β from 4 MiB and 16 MiB ones."""
+    between two GPUs): α the one-way time of a 4-byte message, β from 4 MiB and 16 MiB ones; and
+    the all-reduce's own β from two-worker all-reduces of the same sizes (for p = 2 the ring's
+    bandwidth term is n/β), since gloo's reduction runs on the CPU and is slower than a copy."""
     sizes = [4, 4 << 20, 16 << 20]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "one_way")
         mp.start_processes(_ping_pong, args=(_free_port(), backend, sizes, repeats, out), nprocs=2,
                            start_method="spawn", join=True)
-        small, mid, large = map(float, Path(out).read_text().split())
+        small, mid, large, reduce_mid, reduce_large = map(float, Path(out).read_text().split())
     bandwidth = (sizes[2] - sizes[1]) / max(large - mid, 1e-9)
-    return Link(latency_s=small, bytes_per_s=bandwidth, source=f"measured: {backend} ping-pong on this machine")
+    reduce_bandwidth = (sizes[2] - sizes[1]) / max(reduce_large - reduce_mid, 1e-9)
+    return Link(latency_s=small, bytes_per_s=bandwidth, reduce_bytes_per_s=reduce_bandwidth,
+                source=f"measured: {backend} ping-pong and all-reduce on this machine")
