@@ -21,6 +21,7 @@ parts that add up to more than the whole are scaled down to it.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from mpbench.blocks import BlockModel
+from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_text
 
 
@@ -62,9 +64,28 @@ class HeadCost:
     kept_bytes: int
 
 
-def _timed(fn, repeats: int) -> float:
-    """The median seconds of `fn()` over `repeats` calls, after one warm-up call."""
-    fn()
+class ProfileError(ConfigError):
+    """The profile cannot be taken (the model does not fit the device, the device fails)."""
+
+
+def _profiling(method):
+    """A failure while timing the model on the device is one line, not a traceback."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (RuntimeError, MemoryError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise ProfileError(f"simulate: the profile of the model on {self.inputs.device} could not be taken "
+                               f"({type(err).__name__}: {first}); try a smaller batch_size or model") from None
+    return wrapper
+
+
+def _timed(fn, repeats: int, warm_up: int = 2) -> float:
+    """The median seconds of `fn()` over `repeats` calls, after `warm_up` calls (the first ones
+    pay for allocations and, on oneDNN, for building the kernels of new shapes)."""
+    for _ in range(warm_up):
+        fn()
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -99,7 +120,7 @@ class Profiler:
     """
 
     def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
-                 make_optimizer, repeats: int = 5, store: Path | None = None):
+                 make_optimizer, repeats: int = 7, store: Path | None = None):
         self.model, self.inputs, self.targets = model, inputs, targets
         self.make_optimizer = make_optimizer  # params -> torch.optim.Optimizer (the run's)
         self.repeats = repeats
@@ -157,6 +178,7 @@ class Profiler:
             self._save()
         return self._blocks[rows]
 
+    @_profiling
     def _profile(self, rows: int) -> tuple[BlockCost, ...]:
         model, repeats = self.model, self.repeats
         optimizer_s = self.optimizer_seconds()
@@ -190,6 +212,7 @@ class Profiler:
         model.zero_grad(set_to_none=True)
         return tuple(costs)
 
+    @_profiling
     def optimizer_seconds(self) -> list[float]:
         """The run's optimizer step over each block's parameters (with gradients set)."""
         if self._optimizer_s is None and self.make_optimizer is None:
@@ -227,16 +250,17 @@ class Profiler:
         """
         if self.targets is None or self.make_optimizer is None:
             return 1.0, 0.0
+        timed = self._timed_blocks(self.batch_size)  # first: the whole step is timed right after its parts
         if self._whole_step_s is None:
             self._whole_step_s = self._time_whole_step()
             self._save()
-        timed = self._timed_blocks(self.batch_size)
         compute = sum(c.forward_s + c.backward_s for c in timed)
         optimizer = sum(c.optimizer_s for c in timed)
         if self._whole_step_s >= compute + optimizer or compute <= 0:
             return 1.0, self._whole_step_s - compute - optimizer
         return max(self._whole_step_s - optimizer, 0.0) / compute, 0.0
 
+    @_profiling
     def _time_whole_step(self) -> float:
         model, params = self.model, [p for p in self.model.parameters() if p.requires_grad]
         saved = [p.detach().clone() for p in params]
@@ -247,7 +271,7 @@ class Profiler:
             model.loss(model(self.inputs), self.targets).backward()
             optimizer.step()
 
-        whole = _timed(step, self.repeats)
+        whole = _timed(step, 2 * self.repeats + 1, warm_up=3)  # the one number every part is scaled to
         with torch.no_grad():  # the profile leaves the model as it found it
             for p, s in zip(params, saved):
                 p.copy_(s)
@@ -273,6 +297,7 @@ class Profiler:
                     self._outputs.append(x)
         return self._outputs
 
+    @_profiling
     def _head(self, module: nn.Module, boundary: int, call) -> HeadCost:
         h = self._boundary_outputs()[boundary].detach().requires_grad_()
         params = [p for p in module.parameters() if p.requires_grad]

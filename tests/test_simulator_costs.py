@@ -1,0 +1,79 @@
+"""The profiler: what it measures of each block, what it keeps on disk, and how it fails."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mpbench.blocks import BlockModel
+from mpbench.errors import ConfigError
+from mpbench.optim import make_optimizer
+from mpbench.config import OptimizerSpec
+from mpbench.simulate.costs import Profiler
+
+
+def small_model() -> BlockModel:
+    torch.manual_seed(0)
+    return BlockModel([nn.Sequential(nn.Linear(32, 64), nn.ReLU()), nn.Linear(64, 64), nn.Linear(64, 5)],
+                      task="classification")
+
+
+def profiler(model, store=None) -> Profiler:
+    inputs, targets = torch.randn(16, 32), torch.randint(0, 5, (16,))
+    return Profiler(model, inputs, targets, lambda params: make_optimizer(params, OptimizerSpec(name="adamw")),
+                    repeats=3, store=store)
+
+
+def test_each_block_has_times_and_bytes():
+    model = small_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    costs = profiler(model).blocks(16)
+    assert len(costs) == 3
+    for c, block in zip(costs, model.blocks):
+        assert c.forward_s > 0 and c.backward_s > 0 and c.optimizer_s > 0
+        assert c.backward_input_s >= 0 and c.backward_weight_s >= 0
+        assert c.parameter_bytes == sum(p.numel() * 4 for p in block.parameters())
+    assert costs[0].output_bytes == 16 * 64 * 4 and costs[1].output_bytes == 16 * 64 * 4
+    assert costs[0].kept_bytes > 0  # ReLU's output and the block's input, saved for the backward
+    # the profile leaves the model as it found it: same weights, no gradients
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_kept_profile_is_read_back_without_timing_again(tmp_path, monkeypatch):
+    store = tmp_path / "profile.json"
+    first = profiler(small_model(), store)
+    costs, calibration = first.blocks(8), first.calibration()
+    assert store.exists()
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed again")
+    monkeypatch.setattr(Profiler, "_profile", no_timing)
+    monkeypatch.setattr(Profiler, "_time_whole_step", no_timing)
+    second = profiler(small_model(), store)
+    assert second.blocks(8) == costs and second.calibration() == calibration
+    store.write_text("{not json")  # a damaged store is profiled again, not trusted
+    with pytest.raises(AssertionError, match="timed again"):
+        profiler(small_model(), store).blocks(8)
+
+
+def test_the_whole_step_ties_the_parts_together():
+    p = profiler(small_model())
+    scale, overhead = p.calibration()
+    assert 0 < scale <= 1 and overhead >= 0 and (scale == 1 or overhead == 0)
+    whole = p._whole_step_s
+    parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in p.blocks(16))
+    assert parts + overhead == pytest.approx(whole, rel=1e-9)
+
+
+def test_a_profile_that_cannot_be_taken_is_one_line():
+    class OutOfMemory(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 80 GiB\nmore details")
+
+    model = BlockModel([nn.Linear(32, 8), OutOfMemory()], task="classification")
+    with pytest.raises(ConfigError) as caught:
+        profiler(model).blocks(16)
+    message = str(caught.value)
+    assert "\n" not in message and "out of memory" in message and "could not be taken" in message
