@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: env test test-fast bench convergence sweep docs
+.PHONY: env test test-fast bench simulator-accuracy convergence sweep docs
 
 env:  ## create the environment from the lock file
 	test -x $(PY) || python3 -m venv .venv
@@ -17,6 +17,10 @@ bench: env  ## speed benchmarks: each prints ratios measured side by side in one
 	$(PY) -m benchmarks.pipeline_speedup
 	$(PY) -m benchmarks.stale_gradient_speedup
 	$(PY) -m benchmarks.local_critic_speedup
+	$(PY) -m benchmarks.simulator_speed
+
+simulator-accuracy: env  ## measured vs simulated step time, every family, 1 and 2 workers (about 30 minutes)
+	$(PY) -m benchmarks.simulator_accuracy --rounds 2
 
 convergence: env  ## eval loss of ouroboros K=2..5 vs backprop after the same steps (emulated)
 	$(PY) -m benchmarks.stale_convergence

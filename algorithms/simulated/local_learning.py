@@ -5,9 +5,8 @@ receives h_{i-1}, runs its group forward, its local module (a critic's or auxili
 loss, or a synthetic gradient) and the group's backward; phase 2 takes its module's target (the
 next group's per-sample loss for LC, N's for critic training, the next group's input gradient
 for DNI) and the module's weight gradient, every `*_every`-th batch. The pipelined variant takes
-the target of batch t - d (Lee & Lee 2019, §3.3; docs/algorithms/local_learning.md §7). A critic's
-backward is split evenly between phase 1 (the error at its input) and phase 2 (its weights); DGL's
-heads learn whole in phase 1. Messages: h_i (activations), B per-sample losses, DNI's gradients.
+the target of batch t - d (Lee & Lee 2019, §3.3; docs/algorithms/local_learning.md §7). How a
+head's backward splits between the phases: PHASE_1_BACKWARD. Messages: h_i (activations), B per-sample losses, DNI's gradients.
 """
 
 from __future__ import annotations
@@ -19,6 +18,13 @@ from algorithms.local_learning.local_critic import per_sample_loss
 from mpbench.blocks import block_output_shapes
 from mpbench.parallel.balance import stage_sizes
 from mpbench.simulate.plan import Programs, Setup, message, plan_for
+
+
+# The share of a local module's backward (to its input and its weights, half each) taken in phase
+# 1: LC's critic gives the group its error (the input half) and learns in phase 2; DGL's classifier
+# learns whole with its group; DNI's synthesizer only predicts in phase 1 (its output is used
+# detached) and regresses its target in phase 2 (the weights half: its input is detached too).
+PHASE_1_BACKWARD = {"local_critic": 0.5, "critic_training": 0.5, "dgl": 1.0, "dni": 0.0}
 
 
 def _split(setup: Setup, groups: int) -> list[int]:
@@ -88,7 +94,7 @@ def local_learning(setup: Setup) -> Programs:
             programs.add(("F", t, i), i, "forward", fwd, needs, t, group_kept, label=f"F{i}")
             if i < N - 1:
                 head = heads[i]
-                local = head.forward_s + (head.backward_s if algorithm == "dgl" else head.backward_s / 2)
+                local = head.forward_s + PHASE_1_BACKWARD[algorithm] * head.backward_s
                 kept = head.kept_bytes if source[i] is not None else 0
                 programs.add(("L", t, i), i, "local", local, iteration=t, memory=kept, label=f"C{i}")
             programs.add(("B", t, i), i, "backward", bwd, iteration=t, memory=-group_kept, label=f"B{i}")
@@ -98,7 +104,7 @@ def local_learning(setup: Setup) -> Programs:
                 producer = ("B", t - delay, j) if algorithm == "dni" else (
                     ("L", t - delay, j) if j < N - 1 else ("F", t - delay, j))
                 due = (t - delay) % every == 0
-                seconds = (heads[i].backward_s if algorithm == "dni" else heads[i].backward_s / 2) if due else 0.0
+                seconds = (1 - PHASE_1_BACKWARD[algorithm]) * heads[i].backward_s if due else 0.0
                 programs.add(("T", t, i), i, "local", seconds,
                              [(producer, message(setup.link, message_bytes(j), False))], t,
                              -heads[i].kept_bytes, label=f"T{i}")
