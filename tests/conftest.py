@@ -11,6 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("MPBENCH_TEST_DATA_DIR", REPO.parent / "shared" / "datasets"))
+# Measured runs get no simulated twin in tests (experiments/config.yaml: simulator.alongside) unless a
+# test asks for one: profiling each oversubscribed test run would double the suite's time.
+os.environ.setdefault("MPBENCH_SIMULATE_ALONGSIDE", "never")
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,7 @@ def test_what_cannot_be_simulated_is_one_error_line(tmp_path, args, needle):
 def test_a_measured_oversubscribed_run_gets_a_simulated_twin(tmp_path):
     run_dir = tmp_path / "over"
     result = run_cli(["experiment=smoke", "algorithm=ddg", "gpus=2", "threads_per_worker=2", "simulator.link=pcie4",
+                      "simulator.alongside=oversubscribed",
                       f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = read_summary(run_dir)
