@@ -17,7 +17,6 @@ import torch
 
 from mpbench.records import environment_record, file_digests
 from mpbench.simulate import check_simulable, link_for, profiler_for, simulate_spec, simulation_record
-from mpbench.simulate.gantt import draw_gantt
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,6 +27,7 @@ def simulation_of(spec, topology, data, run_dir: Path) -> dict:
     profiler = profiler_for(spec, data, device, topology.threads_per_worker)
     link = link_for(spec.simulator.link, topology.backend, spec.cache_path)
     ran, reference = simulate_spec(spec, profiler, link)
+    from mpbench.simulate.gantt import draw_gantt  # here: matplotlib costs every process half a second to import
     record = simulation_record(ran, reference, spec, data.info, profiler, link, device, topology.threads_per_worker)
     draw_gantt(ran, f"{spec.algorithm}, {spec.gpus} workers, {spec.model}", run_dir / "gantt.png")
     record["gantt"] = "gantt.png"
