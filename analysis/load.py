@@ -145,14 +145,11 @@ def summary_problem(summary: Any) -> str | None:
         values = summary.get(key)
         if values is None:
             continue
-        if not isinstance(values, list):
-            return _wrong(f"summary.json: {key}", values, "a list")
-        if workers is not None and len(values) != workers:
-            return f"summary.json: {key} has {len(values)} entries for {workers} workers"
+        problem = _per_worker_problem(f"summary.json: {key}", values, workers, kind)
+        if problem:
+            return problem
         lengths.add(len(values))
         for rank, value in enumerate(values):
-            if not _is(kind, value):
-                return _wrong(f"summary.json: {key}[{rank}]", value, kind)
             for old in OLD_FACTS if kind == OBJECT else ():
                 if not _is(NUMBER, (value or {}).get(old)):
                     return _wrong(f"summary.json: {key}[{rank}].{old}", value[old], NUMBER)
@@ -168,15 +165,22 @@ def _simulation_problem(simulation: dict, workers: Any) -> str | None:
             return _wrong(f"summary.json: simulation.{key}", simulation[key], kind)
     for key in SIMULATION_PER_WORKER:
         values = simulation.get(key)
-        if values is None:
-            continue
-        if not isinstance(values, list):
-            return _wrong(f"summary.json: simulation.{key}", values, "a list")
-        if workers is not None and len(values) != workers:
-            return f"summary.json: simulation.{key} has {len(values)} entries for {workers} workers"
-        for rank, value in enumerate(values):
-            if not _is(NUMBER, value):
-                return _wrong(f"summary.json: simulation.{key}[{rank}]", value, NUMBER)
+        problem = None if values is None else _per_worker_problem(f"summary.json: simulation.{key}", values,
+                                                                  workers, NUMBER)
+        if problem:
+            return problem
+    return None
+
+
+def _per_worker_problem(where: str, values: Any, workers: Any, kind) -> str | None:
+    """What is wrong with a per-worker list: not a list, not one entry per worker, a wrong entry."""
+    if not isinstance(values, list):
+        return _wrong(where, values, "a list")
+    if workers is not None and len(values) != workers:
+        return f"{where} has {len(values)} entries for {workers} workers"
+    for rank, value in enumerate(values):
+        if not _is(kind, value):
+            return _wrong(f"{where}[{rank}]", value, kind)
     return None
 
 
