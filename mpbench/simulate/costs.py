@@ -169,7 +169,8 @@ class Profiler:
         """Each block's costs on `rows` rows of the batch (timed once per size), calibrated."""
         scale = self.calibration()[0]
         return tuple(replace(c, forward_s=c.forward_s * scale, backward_input_s=c.backward_input_s * scale,
-                             backward_weight_s=c.backward_weight_s * scale) for c in self._timed_blocks(rows))
+                             backward_weight_s=c.backward_weight_s * scale, optimizer_s=c.optimizer_s * scale)
+                     for c in self._timed_blocks(rows))
 
     def _timed_blocks(self, rows: int) -> tuple[BlockCost, ...]:
         rows = max(1, min(rows, self.batch_size))
@@ -245,7 +246,7 @@ class Profiler:
         One whole backprop step (forward, loss, backward, optimizer) on the full batch is timed
         and compared with the sum of its profiled parts. What the parts miss (the step's own
         work) is the per-step overhead; when they add up to more (each block timed alone pays
-        its own call overheads), their compute is scaled down to the whole instead. Without a
+        its own call overheads), they are all scaled down to the whole instead. Without a
         loss and an optimizer (the balance profiler) there is no whole step: (1, 0).
         """
         if self.targets is None or self.make_optimizer is None:
@@ -254,11 +255,12 @@ class Profiler:
         if self._whole_step_s is None:
             self._whole_step_s = self._time_whole_step()
             self._save()
-        compute = sum(c.forward_s + c.backward_s for c in timed)
-        optimizer = sum(c.optimizer_s for c in timed)
-        if self._whole_step_s >= compute + optimizer or compute <= 0:
-            return 1.0, self._whole_step_s - compute - optimizer
-        return max(self._whole_step_s - optimizer, 0.0) / compute, 0.0
+        parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in timed)
+        if self._whole_step_s >= parts or parts <= 0:
+            return 1.0, self._whole_step_s - parts
+        # All parts shrink together: scaling compute alone could reach zero when the optimizer's
+        # own timing is noisy and the whole step comes in under it.
+        return self._whole_step_s / parts, 0.0
 
     @_profiling
     def _time_whole_step(self) -> float:
