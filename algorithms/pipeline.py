@@ -43,7 +43,7 @@ from torch.distributed.pipelining import PipelineStage
 from torch.distributed.pipelining.schedules import PipelineScheduleSingle, get_schedule_class
 
 from mpbench.algorithm import Algorithm, BuildContext, StepLoss
-from mpbench.blocks import BlockModel, EvalTotals
+from mpbench.blocks import BlockModel, EvalTotals, eval_mode
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import Optimizers
@@ -137,6 +137,21 @@ class TimedStage(PipelineStage):
         return self._count(super().get_bwd_send_ops(bwd_chunk_id))
 
 
+def stage_examples(model: BlockModel, split, microbatch: torch.Tensor) -> list[torch.Tensor]:
+    """Each stage's input on one microbatch, then the last stage's output: the metadata a
+    PipelineStage takes up front (static mode). Without it torch infers the metadata on the
+    first step by running each stage's forward in train mode, on uninitialised tensors after the
+    first stage: BatchNorm's running statistics take in the garbage (NaN on resnet20 in float32,
+    at random) and count one batch too many. Here one forward in eval mode, without gradients,
+    changes no statistics and draws no dropout."""
+    examples, x = [microbatch], microbatch
+    with eval_mode(model), torch.no_grad():
+        for stage in range(len(split.blocks)):
+            x = split.module(model, stage)(x)
+            examples.append(x.detach().requires_grad_(x.is_floating_point()))
+    return examples
+
+
 def computing(clock: IterationClock, fn):
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -209,8 +224,10 @@ class Pipeline(Algorithm):
         self.stage_modules = {s: self.split.module(model, s) for s in owned}
         self.owned_blocks = [b for s in owned for b in self.split.blocks[s]]
 
+        examples = stage_examples(model, self.split, microbatch)
         stages = [TimedStage(self.stage_modules[s], s, self.num_stages, worker.device, group=self.pp_group,
-                             clock=worker.clock) for s in owned]
+                             input_args=examples[s], output_args=examples[s + 1], clock=worker.clock)
+                  for s in owned]
         self.stages = stages
         schedule_cls = get_schedule_class(SCHEDULES[settings.schedule].torch_name)
         loss_fn = computing(worker.clock, lambda output, target: model.loss(output, target) / self.m)

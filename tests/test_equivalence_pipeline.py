@@ -91,6 +91,21 @@ def test_profile_balanced_split_is_recorded_and_still_exact(references, tmp_path
     assert sum(facts[0]["blocks_per_stage"]) == 4 and len(facts[0]["profiled_block_seconds"]) == 4
 
 
+def test_batchnorm_sees_each_microbatch_once(tmp_path, shared_data_dir):
+    """The stages get their metadata up front (stage_examples): torch's own inference would run
+    each stage's forward on the first step in train mode (on uninitialised tensors after the
+    first stage), leaving one batch too many in BatchNorm's count and, at random, NaN in its
+    running statistics."""
+    steps, m = 2, 4
+    run_dir = train(tmp_path, "bn", ["model=resnet20", "model.depth=8", "dataset=cifar10", "dtype=float32",
+                                     f"steps={steps}", f"eval_every={steps}", "algorithm=pipeline", "gpus=2",
+                                     f"algorithm.microbatches={m}"], {"MPBENCH_DATA_DIR": str(shared_data_dir)})
+    state = merged_weights(run_dir, 2)
+    counts = {k: int(v) for k, v in state.items() if k.endswith("num_batches_tracked")}
+    assert len(counts) > 2 and set(counts.values()) == {steps * m}, counts
+    assert all(torch.isfinite(v).all() for k, v in state.items() if "running_" in k)
+
+
 @pytest.mark.parametrize("case", ["pipeline 1f1b", "pipeline zbv_zero_bubble", "hypar 2x2"])
 def test_clipped_run_equals_clipped_backprop(case, references, tmp_path, shared_data_dir):
     """optimizer.clip_norm is one global norm over the stages of every worker (the tied embedding
