@@ -37,6 +37,8 @@ def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds:
                 if result.returncode != 0 or not summary_path.exists():
                     raise RuntimeError(f"{name} failed: {result.stderr.strip().splitlines()[-1:]}")
                 summary = json.loads(summary_path.read_text())
+                if summary.get("status") != "ok":  # a diverged run's timings are not a speed
+                    raise RuntimeError(f"{name}: {summary.get('status')}: {summary.get('reason')}")
                 times[name].append(timing(summary))
                 summaries[name] = summary
                 print(f"  round {round_index + 1}/{rounds} {name:<28} {times[name][-1] * 1e3:8.1f} ms/iter",

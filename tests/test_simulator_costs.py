@@ -67,6 +67,20 @@ def test_the_whole_step_ties_the_parts_together():
     assert parts + overhead == pytest.approx(whole, rel=1e-9)
 
 
+def test_batchnorm_statistics_and_random_streams_are_left_as_found():
+    """balance=profile times worker 0's own model: its BatchNorm statistics and dropout draws
+    must be those of a run that did not profile."""
+    torch.manual_seed(0)
+    model = BlockModel([nn.Sequential(nn.Linear(32, 64), nn.BatchNorm1d(64), nn.Dropout(0.5)), nn.Linear(64, 5)],
+                       task="classification")
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    p = profiler(model)
+    rng = torch.get_rng_state()
+    p.blocks(16), p.calibration(), p.blocks(8)
+    assert all(torch.equal(buffers[k], v) for k, v in model.named_buffers())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
 def test_a_profile_that_cannot_be_taken_is_one_line():
     class OutOfMemory(nn.Module):
         def forward(self, x):

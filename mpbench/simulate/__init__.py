@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mpbench.errors import ConfigError
-from mpbench.simulate.costs import Profiler
+from mpbench.simulate.costs import PROFILE_METHOD, Profiler
 from mpbench.simulate.link import PRESETS, Link, measure_link
 from mpbench.simulate.plan import PLANS, Setup
 from mpbench.simulate.simulation import Simulated, iterations_for, run_plan
@@ -91,7 +91,7 @@ def profile_store(spec, device: torch.device, threads: int) -> Path:
     what = {"model": [spec.model, repr(spec.model_settings)], "dataset": [spec.dataset, repr(spec.dataset_settings)],
             "batch_size": spec.batch_size, "seed": spec.seed, "dtype": spec.dtype, "optimizer": repr(spec.optimizer),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "threads": threads,
-            "host": socket.gethostname(), "torch": torch.__version__}
+            "host": socket.gethostname(), "torch": torch.__version__, "method": PROFILE_METHOD}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     return Path(spec.cache_path) / "simulator" / f"profile-{spec.model}-{digest}.json"
 
