@@ -23,12 +23,15 @@ def measured_step(summary: dict) -> float:
 
 
 def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds: int,
-                       timing=measured_step) -> dict[str, dict]:
-    """{name: {"seconds": median of `timing(summary)` (the measured step), "summary": last summary}}."""
+                       timing=measured_step, before_round=None) -> dict[str, dict]:
+    """{name: {"seconds": median of `timing(summary)` (the measured step), "summary": last summary}}.
+    `before_round(index)`, if given, runs before each round."""
     times: dict[str, list[float]] = {name: [] for name in configs}
     summaries: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(rounds):
+            if before_round is not None:
+                before_round(round_index)
             for index, (name, overrides) in enumerate(configs.items()):
                 run_dir = Path(tmp) / f"config{index}-round{round_index}"
                 command = [sys.executable, str(REPO / "run.py"), *common, *overrides, f"hydra.run.dir={run_dir}"]

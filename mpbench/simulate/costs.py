@@ -1,9 +1,10 @@
 """The simulator's inputs from the real model: per-block times and bytes, profiled on one worker.
 
-`Profiler` times the run's own blocks, with the run's dtype, device and threads per worker, each
-in its place in a forward and backward pass over the chain (so it meets the caches a step
-leaves it), on its own detached input, split three ways, as the zero-bubble schedules need
-them (Qi et al. 2024, §2):
+`Profiler` times the run's own blocks, with the run's dtype, device and threads per worker, the
+way the balance profiler does (mpbench/parallel/balance.py: each block on its own detached
+input, in a loop), but split three ways, as the zero-bubble schedules need them (Qi et al.
+2024, §2). Timing each block in its place in passes over the whole chain was tried and came
+out further from the measured runs (README, simulated scaling), so the loop stays.
 
 - forward f;
 - backward-input b: the gradient at the block's input only (autograd computes nothing else);
@@ -38,7 +39,7 @@ from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_text
 
 
-PROFILE_METHOD = 2  # kept profiles taken by an earlier method are not reused (2: timed in the chain)
+PROFILE_METHOD = 3  # kept profiles taken by an earlier method are not reused
 
 
 @dataclass(frozen=True)
@@ -195,76 +196,35 @@ class Profiler:
 
     @_profiling
     def _profile(self, rows: int) -> tuple[BlockCost, ...]:
-        """Each block timed in its place in the chain, as a step runs it: the forward of block i
-        right after block i-1's, its backward right after block i+1's. A block timed alone in a
-        loop finds its weights and activations in cache and comes out fast when they fit (the
-        late, small blocks, and every block at a pipeline's microbatch sizes); in the chain it
-        pays the misses a step pays. Each block's input is detached, as at a worker's cut."""
-        model, blocks = self.model, list(self.model.blocks)
+        model, repeats = self.model, self.repeats
         optimizer_s = self.optimizer_seconds()
+        x = self.inputs[:rows]
         targets = self.targets[:rows] if self.targets is not None else None
-        params = [[p for p in block.parameters() if p.requires_grad] for block in blocks]
-
-        def forward_chain(f_s: list[float]):
-            x, graph = self.inputs[:rows], []
-            for i, block in enumerate(blocks):
-                # The data is no block's gradient: block 0's input needs none, as in training.
-                inp = x.detach().requires_grad_(i > 0 and x.is_floating_point())
-                started = time.perf_counter()
-                out = block(inp)
-                if i == len(blocks) - 1 and targets is not None:
-                    out = model.loss(out, targets)
-                f_s[i] += time.perf_counter() - started
-                graph.append((inp, out))
-                x = out
-            return graph
-
-        def backward_chain(graph, seconds: list[float], weights: bool):
-            grad = None
-            for i in reversed(range(len(blocks))):
-                inp, out = graph[i]
-                if grad is None and out.dim() > 0:
-                    grad = torch.ones_like(out)  # no loss (the balance profiler): a stand-in gradient
-                wrt = [inp] * inp.requires_grad + (params[i] if weights else [])
-                started = time.perf_counter()
-                grads = torch.autograd.grad(out, wrt, grad, allow_unused=True) if wrt else ()
-                seconds[i] += time.perf_counter() - started
-                grad = grads[0] if inp.requires_grad else None
-
-        n = len(blocks)
-        forward, full, backward_input, whole = [], [], [], []
-        # At the full batch the whole step is timed between the passes, so that the calibration
-        # compares parts and whole taken under the same load (a shared machine drifts by 10%).
-        with_whole = rows == self.batch_size and self.targets is not None and self.make_optimizer is not None
-        with self._whole_step() if with_whole else contextlib.nullcontext() as whole_step:
-            for rep in range(2 + self.repeats):  # two warm-up passes, then the timed ones
-                f_s, full_s, b_s = [0.0] * n, [0.0] * n, [0.0] * n
-                backward_chain(forward_chain(f_s), full_s, weights=True)  # a step's backward
-                backward_chain(forward_chain(f_s), b_s, weights=False)  # the input gradients only
-                if whole_step is not None:
-                    started = time.perf_counter()
-                    whole_step()
-                    whole.append(time.perf_counter() - started)
-                if rep >= 2:
-                    forward.append([t / 2 for t in f_s])
-                    full.append(full_s)
-                    backward_input.append(b_s)
-        if whole:
-            self._whole_step_s = statistics.median(whole[2:])
-        median = lambda series, i: statistics.median(r[i] for r in series)  # noqa: E731
-        costs, x = [], self.inputs[:rows]
-        for i, block in enumerate(blocks):
-            f, b = median(forward, i), median(backward_input, i)
+        costs = []
+        for i, block in enumerate(model.blocks):
+            params = [p for p in block.parameters() if p.requires_grad]
             inp = x.detach().requires_grad_(i > 0 and x.is_floating_point())
-            last = i == n - 1 and targets is not None
-            kept = _saved_bytes(lambda: model.loss(block(inp), targets) if last else block(inp),
-                                {p.data_ptr() for p in params[i]})
+            last = i == len(model.blocks) - 1
+
+            def forward(block=block, inp=inp, last=last and targets is not None):
+                out = block(inp)
+                return model.loss(out, targets) if last else out
+
+            f = _timed(forward, repeats)
+            out = forward()
+            grad = None if out.dim() == 0 else torch.ones_like(out)
+            b = _timed(lambda: torch.autograd.grad(forward(), [inp], grad), repeats) - f \
+                if inp.requires_grad else 0.0
+            full = _timed(lambda: torch.autograd.grad(forward(), [inp] * inp.requires_grad + params, grad,
+                                                      allow_unused=True), repeats) - f
+            kept = _saved_bytes(forward, {p.data_ptr() for p in params})
             with torch.no_grad():
-                x = block(inp)
+                next_x = block(inp)
             costs.append(BlockCost(
-                forward_s=f, backward_input_s=b, backward_weight_s=max(median(full, i) - b, 0.0),
-                optimizer_s=optimizer_s[i], output_bytes=x.numel() * x.element_size(),
-                kept_bytes=kept, parameter_bytes=_bytes(params[i])))
+                forward_s=f, backward_input_s=max(b, 0.0), backward_weight_s=max(full - max(b, 0.0), 0.0),
+                optimizer_s=optimizer_s[i], output_bytes=next_x.numel() * next_x.element_size(),
+                kept_bytes=kept, parameter_bytes=_bytes(params)))
+            x = next_x
         model.zero_grad(set_to_none=True)
         return tuple(costs)
 
@@ -306,7 +266,7 @@ class Profiler:
         """
         if self.targets is None or self.make_optimizer is None:
             return 1.0, 0.0
-        timed = self._timed_blocks(self.batch_size)  # times the whole step too
+        timed = self._timed_blocks(self.batch_size)  # first: the whole step is timed right after its parts
         if self._whole_step_s is None:
             self._whole_step_s = self._time_whole_step()
             self._save()
@@ -319,7 +279,6 @@ class Profiler:
 
     @_profiling
     def _time_whole_step(self) -> float:
-        """The whole step alone (a kept profile without one): the parts are timed together with it."""
         with self._whole_step() as step:
             return _timed(step, 2 * self.repeats + 1, warm_up=3)
 
