@@ -23,7 +23,6 @@ parts that add up to more than the whole are scaled down to it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import statistics
@@ -39,7 +38,7 @@ from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_text
 
 
-PROFILE_METHOD = 3  # kept profiles taken by an earlier method are not reused
+PROFILE_METHOD = 4  # kept profiles of an earlier method are not reused (4: backward timed alone, none at the data)
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,20 @@ def _timed(fn, repeats: int, warm_up: int = 2) -> float:
     for _ in range(repeats):
         started = time.perf_counter()
         fn()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def _timed_backward(forward, wrt: list[torch.Tensor], grad, repeats: int, warm_up: int = 2) -> float:
+    """The median seconds of the backward of `forward()` to `wrt` alone: the forward runs outside
+    the timer (a difference of two timings is noise, even below zero, for a small block)."""
+    for _ in range(warm_up):
+        torch.autograd.grad(forward(), wrt, grad, allow_unused=True)
+    timings = []
+    for _ in range(repeats):
+        out = forward()
+        started = time.perf_counter()
+        torch.autograd.grad(out, wrt, grad, allow_unused=True)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
@@ -213,15 +226,13 @@ class Profiler:
             f = _timed(forward, repeats)
             out = forward()
             grad = None if out.dim() == 0 else torch.ones_like(out)
-            b = _timed(lambda: torch.autograd.grad(forward(), [inp], grad), repeats) - f \
-                if inp.requires_grad else 0.0
-            full = _timed(lambda: torch.autograd.grad(forward(), [inp] * inp.requires_grad + params, grad,
-                                                      allow_unused=True), repeats) - f
+            b = _timed_backward(forward, [inp], grad, repeats) if inp.requires_grad else 0.0
+            full = _timed_backward(forward, [inp] * inp.requires_grad + params, grad, repeats)
             kept = _saved_bytes(forward, {p.data_ptr() for p in params})
             with torch.no_grad():
                 next_x = block(inp)
             costs.append(BlockCost(
-                forward_s=f, backward_input_s=max(b, 0.0), backward_weight_s=max(full - max(b, 0.0), 0.0),
+                forward_s=f, backward_input_s=b, backward_weight_s=max(full - b, 0.0),
                 optimizer_s=optimizer_s[i], output_bytes=next_x.numel() * next_x.element_size(),
                 kept_bytes=kept, parameter_bytes=_bytes(params)))
             x = next_x
@@ -260,8 +271,8 @@ class Profiler:
 
         One whole backprop step (forward, loss, backward, optimizer) on the full batch is timed
         and compared with the sum of its profiled parts. What the parts miss (the step's own
-        work) is the per-step overhead; when they add up to more (each block's backward is a call
-        of its own), they are all scaled down to the whole instead. Without a
+        work) is the per-step overhead; when they add up to more (each block timed alone pays
+        its own call overheads), they are all scaled down to the whole instead. Without a
         loss and an optimizer (the balance profiler) there is no whole step: (1, 0).
         """
         if self.targets is None or self.make_optimizer is None:
@@ -279,13 +290,6 @@ class Profiler:
 
     @_profiling
     def _time_whole_step(self) -> float:
-        with self._whole_step() as step:
-            return _timed(step, 2 * self.repeats + 1, warm_up=3)
-
-    @contextlib.contextmanager
-    def _whole_step(self):
-        """One whole backprop step (forward, loss, backward, optimizer) on the full batch, as a
-        callable; the model's weights are restored on exit (the profile leaves it as it found it)."""
         model, params = self.model, [p for p in self.model.parameters() if p.requires_grad]
         saved = [p.detach().clone() for p in params]
         optimizer = self.make_optimizer(params)
@@ -295,13 +299,12 @@ class Profiler:
             model.loss(model(self.inputs), self.targets).backward()
             optimizer.step()
 
-        try:
-            yield step
-        finally:
-            with torch.no_grad():
-                for p, s in zip(params, saved):
-                    p.copy_(s)
-            model.zero_grad(set_to_none=True)
+        whole = _timed(step, 2 * self.repeats + 1, warm_up=3)  # the one number every part is scaled to
+        with torch.no_grad():  # the profile leaves the model as it found it
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        model.zero_grad(set_to_none=True)
+        return whole
 
     def head(self, key, make_module, boundary: int, call) -> HeadCost:
         """A local module (`make_module()`, timed once per `key`) on block `boundary`'s output
@@ -333,10 +336,10 @@ class Profiler:
         f = _timed(forward, self.repeats)
         out = forward()
         grad = None if out.dim() == 0 else torch.ones_like(out)
-        full = _timed(lambda: torch.autograd.grad(forward(), [h, *params], grad, allow_unused=True), self.repeats) - f
+        full = _timed_backward(forward, [h, *params], grad, self.repeats)
         for p in params:
             p.grad = torch.zeros_like(p)
         step = _timed(torch.optim.Adam(params, lr=0.0).step, self.repeats) if params else 0.0
         module.zero_grad(set_to_none=True)
-        return HeadCost(forward_s=f, backward_s=max(full, 0.0), optimizer_s=step, parameter_bytes=_bytes(params),
+        return HeadCost(forward_s=f, backward_s=full, optimizer_s=step, parameter_bytes=_bytes(params),
                         kept_bytes=_saved_bytes(forward, {p.data_ptr() for p in params}))
