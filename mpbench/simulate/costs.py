@@ -95,6 +95,12 @@ def _profiling(method):
     return wrapper
 
 
+def _sync() -> None:
+    """Wait for the GPU's queued work, so a timer reads kernels, not their launches (CPU: nothing)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timed(fn, repeats: int, warm_up: int = 2) -> float:
     """The median seconds of `fn()` over `repeats` calls, after `warm_up` calls (the first ones
     pay for allocations and, on oneDNN, for building the kernels of new shapes)."""
@@ -102,8 +108,10 @@ def _timed(fn, repeats: int, warm_up: int = 2) -> float:
         fn()
     timings = []
     for _ in range(repeats):
+        _sync()
         started = time.perf_counter()
         fn()
+        _sync()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
@@ -116,8 +124,10 @@ def _timed_backward(forward, wrt: list[torch.Tensor], grad, repeats: int, warm_u
     timings = []
     for _ in range(repeats):
         out = forward()
+        _sync()
         started = time.perf_counter()
         torch.autograd.grad(out, wrt, grad, allow_unused=True)
+        _sync()
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
