@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mpbench.host_memory import host_allocator_policy
+
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -130,6 +132,7 @@ def environment_record(repo: Path) -> dict:
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
+        "host_allocator": host_allocator_policy(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "git": git_commit(repo),
     }

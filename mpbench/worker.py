@@ -28,6 +28,7 @@ from mpbench.algorithm import BuildContext, Worker
 from mpbench.checkpoints import latest_complete_step, load_worker_state
 from mpbench.config import RunSpec
 from mpbench.data import load_dataset
+from mpbench.host_memory import keep_freed_host_memory
 from mpbench.metrics_log import MetricsLog
 from mpbench.parallel.clock import IterationClock
 from mpbench.records import atomic_write_json, worker_report_path
@@ -46,8 +47,10 @@ class Rendezvous:
     port: int | None = None
 
 
-def configure_threads(threads: int) -> None:
-    """A worker is a fixed unit of compute: `threads` intra-op threads, one inter-op thread."""
+def configure_compute_unit(threads: int) -> None:
+    """A worker is a fixed unit of compute: `threads` intra-op threads, one inter-op thread, and
+    a host allocator that keeps freed memory (mpbench/host_memory.py)."""
+    keep_freed_host_memory()
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
@@ -74,7 +77,7 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rend
     its own, leaves the group, calls `finish(run_dir)` if given (torchrun's rank 0 writes the
     summary there) and ends the process with exit status 0, or 1 if it failed.
     """
-    configure_threads(topology.threads_per_worker)
+    configure_compute_unit(topology.threads_per_worker)
     # SIGTERM (a cluster's preemption notice) asks for a clean stop: the workers agree on a step,
     # checkpoint there and exit. The launcher kills survivors of a failure with SIGKILL instead.
     stop = threading.Event()

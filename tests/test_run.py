@@ -44,6 +44,7 @@ def test_single_run_writes_complete_records(tmp_path):
     assert summary["peak_memory_bytes_per_worker"][0] > 10 * 2**20
     assert summary["environment"]["torch"].startswith("2.13.0")
     assert summary["environment"]["git"]["commit"]
+    assert summary["environment"]["host_allocator"].startswith("glibc, freed memory kept")
 
 
 @pytest.mark.slow

@@ -70,12 +70,14 @@ def link_for(choice: str, backend: str, cache_dir: Path) -> Link:
 
 def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
     """The run's model (seeded as the workers seed it) and its first global batch, on `device`."""
+    from mpbench.host_memory import keep_freed_host_memory
     from mpbench.optim import make_optimizer
     from mpbench.trainer import to_device
     from mpbench.worker import DTYPES
 
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("simulate=true: the profile needs a CUDA device, and none is available; use device=cpu")
+    keep_freed_host_memory()  # as the workers do: the blocks are timed with the run's allocator
     torch.set_num_threads(threads)
     dtype = DTYPES[spec.dtype]
     torch.manual_seed(spec.seed)

@@ -38,7 +38,7 @@ from mpbench.errors import ConfigError
 from mpbench.records import atomic_write_text
 
 
-PROFILE_METHOD = 4  # kept profiles of an earlier method are not reused (4: backward timed alone, none at the data)
+PROFILE_METHOD = 5  # kept profiles of an earlier method are not reused (5: taken with freed host memory kept)
 
 
 @dataclass(frozen=True)
