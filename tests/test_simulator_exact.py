@@ -1,7 +1,8 @@
 """The simulator against closed forms and published numbers: pipeline bubbles, exactly.
 
-Every flush is simulated from per-stage costs by mpbench.simulate.pipeline_bubbles.flush on the
-one discrete-event engine (mpbench.simulate.engine); nothing is profiled, nothing is trained.
+Every flush is simulated from per-stage costs by algorithms.simulated.pipeline_bubbles.flush,
+with the pipeline plan's own task builder, on the one discrete-event engine
+(mpbench.simulate.engine); nothing is profiled, nothing is trained.
 """
 
 import pytest

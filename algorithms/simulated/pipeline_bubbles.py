@@ -1,44 +1,24 @@
 """One pipeline flush from per-stage costs, no profiling: the bubble of a schedule, exactly.
 
-`flush` turns each rank's action order (from `torch_actions`, or written by hand as
-(kind, stage, microbatch) with kind F, B, I or W) into engine tasks and runs `engine.simulate`:
-
-    F(s, i)  needs F(s-1, i), plus c when stage s-1 is on another rank
-    I(s, i)  (input gradient) needs the input gradient of stage s+1, plus c across ranks; the last
-             stage's needs its own F(s, i)
-    B(s, i)  a full backward: I and W in one action, b + w seconds, also producing the input gradient
-    W(s, i)  (weight gradient) needs I(s, i)
-
-Each rank runs its actions in the given order (one compute lane per rank), so a rank that waits
-for a message runs nothing meanwhile: the model of Qi et al., "Zero Bubble Pipeline
-Parallelism" (ICLR 2024), §3, in which every cross-rank hop costs T_comm = c.
+`flush` runs each rank's action order (from `torch_actions`, or written by hand as
+(kind, stage, microbatch) with kind F, B, I or W) through the pipeline plan's own task builder
+(`pipelines.add_schedule`, which states the dependencies) on the one engine, with every
+cross-rank hop costing T_comm = c: the model of Qi et al., "Zero Bubble Pipeline Parallelism"
+(ICLR 2024), §3.
 
 `zb_h1` and `zb_h2` are that paper's handcrafted schedules (§3.1, Figure 3).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from algorithms.simulated.pipelines import CODES, KINDS
+from algorithms.simulated.pipelines import Action, add_schedule, as_actions
 from mpbench.simulate.engine import Timeline, simulate
 from mpbench.simulate.plan import Programs
 
-Action = tuple[str, int, int]  # (kind F | B | I | W, stage, microbatch)
 Costs = float | Sequence[float]  # one value for every stage, or one per stage
-
-KIND_NAMES = {code: kind for kind, code in CODES.items()}  # "F" -> "forward", ... (the engine's kinds)
-
-
-def as_actions(order: dict[int, Iterable]) -> dict[int, list[Action]]:
-    """Each rank's actions as (kind, stage, microbatch); torch `_Action`s are converted."""
-    def one(a) -> Action:
-        if hasattr(a, "computation_type"):  # a torch _Action (itself a NamedTuple)
-            return CODES[KINDS[a.computation_type]], a.stage_index, a.microbatch_index
-        kind, stage, microbatch = a
-        return kind, stage, microbatch
-    return {rank: [one(a) for a in actions] for rank, actions in order.items()}
 
 
 @dataclass(frozen=True)
@@ -92,31 +72,11 @@ def flush(order: dict[int, Iterable], rank_of: Sequence[int], f: Costs, b: Costs
     `c`: seconds per message between ranks (none within a rank). A full backward B costs b + w.
     Raises `ScheduleDeadlock` when the order waits on itself (an invalid schedule).
     """
-    actions = as_actions(order)
     stages = len(rank_of)
     f, b, w = (_per_stage(x, stages) for x in (f, b, w))
-    seconds = {"F": f, "I": b, "W": w, "B": [b[s] + w[s] for s in range(stages)]}
-    # The input gradient of (s, i) comes from B(s, i) or I(s, i), whichever the schedule runs.
-    gradient: dict[tuple[int, int], Hashable] = {
-        (s, i): (kind, s, i) for acts in actions.values() for kind, s, i in acts if kind in ("B", "I")}
-
-    def hop(source: int, target: int) -> float:
-        return 0.0 if rank_of[source] == rank_of[target] else c
-
     programs = Programs()
-    for rank, acts in actions.items():
-        for kind, s, i in acts:
-            if rank_of[s] != rank:
-                raise ValueError(f"action {kind}{s}.{i} is on rank {rank}, but stage {s} is on rank {rank_of[s]}")
-            if kind == "F":
-                needs = [(("F", s - 1, i), hop(s - 1, s))] if s > 0 else []
-            elif kind == "W":
-                needs = [(("I", s, i), 0.0)]
-            elif s == stages - 1:  # the loss: the last stage's backward starts from its own forward
-                needs = [(("F", s, i), 0.0)]
-            else:
-                needs = [(gradient.get((s + 1, i), ("I", s + 1, i)), hop(s + 1, s))]
-            programs.add((kind, s, i), rank, KIND_NAMES[kind], seconds[kind][s], needs, label=f"{kind}{s}.{i}")
+    add_schedule(programs, as_actions(order), rank_of, f, b, w,
+                 hop=lambda source, target: 0.0 if rank_of[source] == rank_of[target] else c)
     timeline = simulate(programs.lanes)
     busy, span = {}, {}
     for (rank, _), tasks in programs.lanes.items():

@@ -12,6 +12,8 @@ every worker steps its optimizer. Tied tensors' small part exchange is not model
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+
 from torch.distributed.pipelining.schedules import (
     OVERLAP_F_B,
     REDUCE_GRAD,
@@ -26,6 +28,66 @@ from torch.distributed.pipelining.schedules import (
 from algorithms.pipeline import SCHEDULES
 from mpbench.parallel.balance import stage_sizes
 from mpbench.simulate.plan import Programs, Setup, message, plan_for
+
+
+CODES = {"forward": "F", "backward": "B", "backward_input": "I", "backward_weight": "W"}
+NOT_COMPUTE = {REDUCE_GRAD, UNSHARD, RESHARD}  # FSDP's: nothing to do for a pipeline without sharding
+KINDS = {_ComputationType.FORWARD: "forward", _ComputationType.FULL_BACKWARD: "backward",
+         _ComputationType.BACKWARD_INPUT: "backward_input", _ComputationType.BACKWARD_WEIGHT: "backward_weight"}
+Action = tuple[str, int, int]  # (F | B | I | W, stage, microbatch)
+KIND_NAMES = {code: kind for kind, code in CODES.items()}  # "F" -> "forward", ... (the engine's kinds)
+
+
+def as_actions(order: dict[int, Iterable]) -> dict[int, list[Action]]:
+    """Each rank's actions as (kind, stage, microbatch); torch `_Action`s are converted."""
+    def one(a) -> Action:
+        if not hasattr(a, "computation_type"):  # written by hand already
+            kind, stage, microbatch = a
+            return kind, stage, microbatch
+        if a.computation_type not in KINDS:
+            raise ValueError(f"torch action {a} has no cost model")
+        return CODES[KINDS[a.computation_type]], a.stage_index, a.microbatch_index
+    return {rank: [one(a) for a in actions] for rank, actions in order.items()}
+
+
+def add_schedule(programs: Programs, actions: dict[int, list[Action]], rank_of: Sequence[int],
+                 f: Sequence[float], b: Sequence[float], w: Sequence[float], hop: Callable[[int, int], float], *,
+                 prefix: tuple = (),
+                 worker: Callable[[int], int] = lambda rank: rank, iteration: int = 0,
+                 kept: Sequence[int] | None = None) -> None:
+    """Add one flush of a pipeline schedule: each rank's `actions` as tasks on `worker(rank)`,
+    keyed `prefix + (kind, stage, microbatch)`, stage s on rank `rank_of[s]`.
+
+        F(s, i)  needs F(s-1, i), plus hop(s-1, s)
+        I(s, i)  (input gradient) needs the input gradient of stage s+1, plus hop(s+1, s); the
+                 last stage's needs its own F(s, i) (the loss)
+        B(s, i)  a full backward: I and W in one action (b + w), also producing the input gradient
+        W(s, i)  (weight gradient) needs I(s, i)
+
+    `f[s]`, `b[s]`, `w[s]`: stage s's forward, input-gradient and weight-gradient seconds;
+    `kept[s]`: the bytes a forward keeps until its backward (B, or W after I) frees them. Each
+    rank runs its actions in the given order, so a rank waiting for a message runs nothing
+    meanwhile (the model of Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024, §3).
+    """
+    last = len(rank_of) - 1
+    seconds = {"F": f, "I": b, "W": w, "B": [b[s] + w[s] for s in range(len(rank_of))]}
+    for rank, acts in actions.items():
+        for kind, s, i in acts:
+            if rank_of[s] != rank:
+                raise ValueError(f"action {kind}{s}.{i} is on rank {rank}, but stage {s} is on rank {rank_of[s]}")
+            memory = kept[s] if kept else 0
+            if kind == "F":
+                needs = [((*prefix, "F", s - 1, i), hop(s - 1, s))] if s > 0 else []
+            elif kind == "W":
+                needs, memory = [((*prefix, "I", s, i), 0.0)], -memory
+            else:  # B or I; "G" marks the input gradient of (s, i), whichever of the two makes it
+                needs = ([((*prefix, "F", s, i), 0.0)] if s == last else
+                         [((*prefix, "G", s + 1, i), hop(s + 1, s))])
+                memory = -memory if kind == "B" else 0
+            key = programs.add((*prefix, kind, s, i), worker(rank), KIND_NAMES[kind], seconds[kind][s], needs,
+                               iteration, memory, label=f"{kind}{s}.{i}")
+            if kind != "F" and kind != "W":
+                programs.add((*prefix, "G", s, i), worker(rank), "mark", 0.0, [(key, 0.0)], iteration)
 
 
 class _StageStandIn:
@@ -82,12 +144,6 @@ def torch_actions(schedule: str, ranks: int, stages_per_rank: int, microbatches:
     return flat
 
 
-CODES = {"forward": "F", "backward": "B", "backward_input": "I", "backward_weight": "W"}
-NOT_COMPUTE = {REDUCE_GRAD, UNSHARD, RESHARD}  # FSDP's: nothing to do for a pipeline without sharding
-KINDS = {_ComputationType.FORWARD: "forward", _ComputationType.FULL_BACKWARD: "backward",
-         _ComputationType.BACKWARD_INPUT: "backward_input", _ComputationType.BACKWARD_WEIGHT: "backward_weight"}
-
-
 @plan_for("pipeline", "hypar")
 def pipelines(setup: Setup) -> Programs:
     s, programs = setup.settings, Programs()
@@ -109,39 +165,21 @@ def pipelines(setup: Setup) -> Programs:
     params_of_rank = [sum(c.parameter_bytes for k in range(stages) if rank_of[k] == r for c in parts[k])
                       for r in range(P)]
     opt_of_rank = [sum(c.optimizer_s for k in range(stages) if rank_of[k] == r for c in parts[k]) for r in range(P)]
-    actions = torch_actions(s.schedule, P, v, m)
+    actions = as_actions(torch_actions(s.schedule, P, v, m))
     for replica in range(R):
         for r in range(P):
             programs.hold(replica * P + r, params_of_rank[r], setup.state_copies)
+
+    def hop(k_from, k_to):  # the message from stage k_from to k_to
+        return message(setup.link, out[min(k_from, k_to)], rank_of[k_from] == rank_of[k_to])
+
     for t in range(setup.iterations):
         for replica in range(R):
             def worker(rank, replica=replica):
                 return replica * P + rank
 
-            def hop(k_from, k_to):  # the message from stage k_from to k_to
-                return message(setup.link, out[min(k_from, k_to)], rank_of[k_from] == rank_of[k_to])
-
-            for r in range(P):
-                for a in actions[r]:
-                    k, i, kind = a.stage_index, a.microbatch_index, KINDS.get(a.computation_type)
-                    if kind is None:
-                        raise ValueError(f"schedule={s.schedule}: torch action {a} has no cost model")
-                    key = (t, replica, CODES[kind], k, i)
-                    if kind == "forward":
-                        needs = [((t, replica, "F", k - 1, i), hop(k - 1, k))] if k > 0 else []
-                        programs.add(key, worker(r), kind, f[k], needs, t, kept[k], label=f"F{k}.{i}")
-                        continue
-                    if kind == "backward_weight":
-                        programs.add(key, worker(r), kind, w[k], [((t, replica, "I", k, i), 0.0)], t, -kept[k],
-                                     label=f"W{k}.{i}")
-                        continue
-                    upstream = ([((t, replica, "F", k, i), 0.0)] if k == stages - 1 else
-                                [((t, replica, "G", k + 1, i), hop(k + 1, k))])
-                    seconds = b[k] + (w[k] if kind == "backward" else 0.0)
-                    freed = -kept[k] if kind == "backward" else 0
-                    programs.add(key, worker(r), kind, seconds, upstream, t, freed, label=f"B{k}.{i}")
-                    # "G": the input gradient of stage k, by whichever action makes it
-                    programs.add((t, replica, "G", k, i), worker(r), "mark", 0.0, [(key, 0.0)], t)
+            add_schedule(programs, actions, rank_of, f, b, w, hop, prefix=(t, replica), worker=worker,
+                         iteration=t, kept=kept)
             for r in range(P):
                 done = []
                 if R > 1:
