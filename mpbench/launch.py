@@ -127,8 +127,11 @@ def _spawn(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, start
 
 def _terminate(processes) -> None:
     """End every worker still alive. SIGKILL: a worker takes SIGTERM as a request to checkpoint
-    at the next step, which survivors of a failed peer would never reach."""
-    for p in processes:
+    at the next step, which survivors of a failed peer would never reach. Every child process
+    multiprocessing started counts, also one `start_processes` had started when a Ctrl-C
+    interrupted it (before it returned them): left alive, it would train on, and this process
+    would wait for it at exit."""
+    for p in [*processes, *(c for c in mp.active_children() if c not in processes)]:
         if p.is_alive():
             os.kill(p.pid, signal.SIGKILL)
             p.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -214,6 +215,32 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path):
     assert _processes_in_group(process.pid) == []
     summary = read_summary(run_dir)
     assert summary["status"] == "interrupted" and "SIGINT" in summary["reason"]
+
+
+def test_ctrl_c_while_the_workers_are_starting_leaves_none_behind(tmp_path, monkeypatch):
+    """A Ctrl-C that lands inside torch's start_processes, after it started a worker but before it
+    returned them: the launcher still ends that worker (else it trains on, and the launcher waits
+    for it at exit) and records the run as interrupted."""
+    from mpbench import launch
+    from mpbench.config import run_spec_from
+    from mpbench.machine_load import snapshot
+    from mpbench.topology import resolve_topology
+    from tests.test_config import composed
+
+    spec = run_spec_from(composed([*TINY, "algorithm=data_parallel", "gpus=2"]))
+    started = []
+
+    def interrupted_start(*args, **kwargs):
+        worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(120,))
+        worker.start()
+        started.append(worker)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launch.mp, "start_processes", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        launch._spawn(spec, resolve_topology(2, "cpu", 1), tmp_path, {}, snapshot())
+    assert started and not started[0].is_alive()
+    assert read_summary(tmp_path)["status"] == "interrupted"
 
 
 def _worker_pids(launcher: int) -> list[int]:
