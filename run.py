@@ -44,7 +44,7 @@ from mpbench.config import RunSpec, check_group_choices, run_spec_from  # noqa: 
 from mpbench.data import check_batch_fits, load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
 from mpbench.launch import check_torchrun, launch, started_by_torchrun, torchrun_rank  # noqa: E402
-from mpbench.preemption import Preempted, raise_on_sigterm  # noqa: E402
+from mpbench.preemption import Preempted, raise_if_preempted, raise_on_sigterm  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
 from mpbench.run_dirs import Claim, claim_run_dir, register_resolvers  # noqa: E402
 from mpbench.simulate import check_simulable  # noqa: E402
@@ -70,6 +70,7 @@ def meta_model(spec: RunSpec, data_info) -> BlockModel:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def train(cfg: DictConfig) -> str:
+    raise_if_preempted()  # the SIGTERM of an earlier point, whose exception was lost: stop the sweep here
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     leader = not started_by_torchrun() or torchrun_rank() == 0
@@ -193,6 +194,7 @@ def main() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         sys.argv[1:] = check_overrides(sys.argv[1:])  # non-ASCII: quote a path, refuse a look-alike
         train()
+        raise_if_preempted()  # a SIGTERM whose exception was lost on the way still ends the job with 143
     except Preempted:
         print("interrupted: SIGTERM; run the same command with resume=true to continue", file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None

@@ -21,8 +21,24 @@ class Preempted(BaseException):
     (Hydra's job runner among them) takes it for a failure and carries on."""
 
 
+class _Sigterm:
+    """Whether SIGTERM has arrived in this process (process-wide state, as the signal is). The
+    handler's exception can be lost: raised while the garbage collector runs a weakref callback
+    or a __del__, Python prints it and carries on. So the next safe point checks again
+    (`raise_if_preempted`): a new run does not start, the process does not exit 0."""
+
+    arrived = False
+
+
 def _raise_preempted(*_) -> None:
+    _Sigterm.arrived = True
     raise Preempted("SIGTERM")
+
+
+def raise_if_preempted() -> None:
+    """Raise Preempted if SIGTERM arrived before, also when the handler's own exception was lost."""
+    if _Sigterm.arrived:
+        raise Preempted("SIGTERM")
 
 
 def raise_on_sigterm() -> None:
@@ -40,6 +56,7 @@ class Forwarding:
 def forwarded_to(stop_workers: Callable[[], None]) -> Iterator[Forwarding]:
     """While inside, SIGTERM calls `stop_workers` and is remembered (`.received`) instead of
     raising; on leaving, the previous handler comes back."""
+    raise_if_preempted()  # a SIGTERM whose exception was lost: do not start the workers
     state = Forwarding()
 
     def forward(*_) -> None:

@@ -8,9 +8,11 @@ finishes with metrics bit-identical to an uninterrupted run's (float64, step tim
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,33 @@ def test_sigterm_between_the_runs_of_a_sweep_stops_it_and_resume_finishes_it(tmp
     assert (first / "summary.json").read_bytes() == kept  # finished: not run again
     assert read_summary(second.parent)["status"] == "ok"
     assert (sweep / "report" / "report.md").exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigterm_whose_exception_was_lost_still_stops_the_job(monkeypatch):
+    """The handler's Preempted, raised inside a weakref callback (as the garbage collector runs
+    them), is printed and dropped by Python; the next safe point raises it again, so no new run
+    starts and run.py does not exit 0 (seen in CI: a sweep ran on after SIGTERM)."""
+    from mpbench import preemption
+
+    monkeypatch.setattr(preemption._Sigterm, "arrived", False)
+    previous = signal.signal(signal.SIGTERM, preemption._raise_preempted)
+    try:
+        class Thing:
+            pass
+
+        def callback(_):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the handler runs between these bytecodes; its exception is dropped
+                pass
+
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing  # runs the callback; this line itself raises nothing
+        assert ref() is None
+        with pytest.raises(preemption.Preempted):
+            preemption.raise_if_preempted()
+        with pytest.raises(preemption.Preempted), preemption.forwarded_to(lambda: None):
+            pass  # no run starts its workers
+    finally:
+        signal.signal(signal.SIGTERM, previous)
