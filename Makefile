@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: env test test-fast bench simulator-accuracy convergence sweep docs
+.PHONY: env test test-fast bench simulator-accuracy convergence reproduce sweep docs
 
 env:  ## create the environment from the lock file
 	test -x $(PY) || python3 -m venv .venv
@@ -24,6 +24,9 @@ simulator-accuracy: env  ## measured vs simulated step time, every family, 1 and
 
 convergence: env  ## eval loss of ouroboros K=2..5 vs backprop after the same steps (emulated)
 	$(PY) -m benchmarks.stale_convergence
+
+reproduce: env  ## every paper table at quick scale: results/paper/ and docs/REPRODUCTION.md (python -m analysis.paper --list)
+	MPBENCH_DATA_DIR=$${MPBENCH_DATA_DIR:-../shared/datasets} $(PY) -m analysis.paper --all --scale quick
 
 sweep: env  ## the main job
 	$(PY) run.py -m experiment=default_sweep

@@ -1,0 +1,155 @@
+"""The paper-table command (analysis/paper/): registry, claim checks, rendering, reuse, bad input,
+and the two tables that need no training, exactly."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from analysis.paper import registry
+from analysis.paper.__main__ import main
+from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, close, equal_to_paper, ordered
+from analysis.paper.tables.local_critic import ONE_SEED_NOISE, TABLE1_POINTS, table1_claims
+from analysis.paper.registry import Ours, Published
+from analysis.paper.render import side_by_side, update_record
+from analysis.paper.runs import Point, check_runs_dir, final_metric, run_points
+from mpbench.errors import ConfigError
+
+
+def test_every_table_has_its_published_numbers_budgets_and_claims(capsys):
+    assert {"lc_table1", "lc_table5", "zero_bubble_rates"} <= set(registry.TABLES)
+    for table in registry.TABLES.values():
+        published = table.published()
+        assert published.source and published.caption and published.key and published.values
+        assert set(published.key) <= set(published.rows.columns) and len(published.rows) > 0
+        assert set(table.budgets) == set(registry.SCALES) and table.claims
+    assert main(["--list"]) == 0
+    listing = capsys.readouterr().out
+    for table in registry.TABLES.values():
+        assert table.name in listing and table.budgets["quick"] in listing and table.budgets["full"] in listing
+
+
+# ---------------------------------------------------------------- claim checks
+
+
+def test_ordered_holds_fails_or_cannot_tell_against_the_noise():
+    assert ordered({"a": 10.0, "b": 8.0, "c": 5.0}, noise=1.0).status == HOLDS
+    assert ordered({"a": 10.0, "b": 12.0}, noise=1.0).status == FAILS
+    assert ordered({"a": 10.0, "b": 9.5}, noise=1.0).status == UNRESOLVED  # right way, within the noise
+    assert ordered({"a": 10.0, "b": 10.5}, noise=1.0).status == UNRESOLVED  # wrong way, within the noise
+    assert ordered({"a": 10.0, "b": None}, noise=1.0).status == UNRESOLVED
+    assert ordered({"a": 1.0, "b": 2.0}, noise=0.0, descending=False).status == HOLDS
+    assert ordered({"a": 10.0, "b": 10.5}, noise=1.0, or_equal=True).status == HOLDS
+    assert ordered({"a": 10.0, "b": 12.0}, noise=1.0, or_equal=True).status == FAILS
+
+
+def test_close_and_equal_to_paper():
+    assert close(91.0, 92.5, tolerance=2.0).status == HOLDS
+    assert close(91.0, 94.5, tolerance=2.0).status == FAILS
+    assert close(None, 94.5, tolerance=2.0).status == UNRESOLVED
+    paper = pd.DataFrame({"k": [1, 2], "x": [0.2431, 0.1585]})
+    assert equal_to_paper(["x"], 4)(paper, pd.DataFrame({"k": [1, 2], "x": [0.24314, 0.15846]})).status == HOLDS
+    verdict = equal_to_paper(["x"], 4)(paper, pd.DataFrame({"k": [1, 2], "x": [0.2431, 0.1586]}))
+    assert verdict.status == FAILS and "row 2" in verdict.numbers
+    assert equal_to_paper(["x"], 4)(paper, pd.DataFrame({"k": [1, 2], "x": [0.2431, float("nan")]})).status == FAILS
+
+
+def table1_rows(accuracy: dict, std: dict | None = None) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "accuracy (%)": a, "std": (std or {}).get(m)} for m, a in accuracy.items()])
+
+
+PAPER_LIKE = {"BP": 60.0, "DNI (3)": 30.0, "critic training (3)": 55.0, "LC (1)": 57.0, "LC (3)": 56.0,
+              "LC (5)": 50.0, "DGL (3)": 54.0}
+
+
+def verdicts(rows: pd.DataFrame) -> list[str]:
+    return [claim.check(None, rows).status for claim in table1_claims()]
+
+
+def test_lc_table1_claims_on_hand_made_records():
+    assert verdicts(table1_rows(PAPER_LIKE)) == [HOLDS] * 4
+    # DNI as good as critic training; LC (3) far above BP; LC (5) the best LC
+    contrary = {**PAPER_LIKE, "DNI (3)": 70.0, "LC (3)": 70.0, "LC (5)": 80.0}
+    assert verdicts(table1_rows(contrary)) == [FAILS, FAILS, FAILS, FAILS]
+    # gaps inside the one-seed noise floor decide nothing; a missing run neither
+    near = {**PAPER_LIKE, "LC (5)": PAPER_LIKE["LC (1)"] - ONE_SEED_NOISE / 2, "DNI (3)": None}
+    assert verdicts(table1_rows(near))[0] == UNRESOLVED and verdicts(table1_rows(near))[3] == UNRESOLVED
+    # with repeats, their largest std is the noise: LC (5) 7 points under LC (1) is within 3 x 2.5
+    spread = {m: 8.0 for m in PAPER_LIKE}
+    assert verdicts(table1_rows(PAPER_LIKE, spread))[3] == UNRESOLVED
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_paper_and_ours_are_never_in_one_column_and_ours_says_how():
+    published = Published("a paper", "a caption", ["p"], pd.DataFrame({"p": [2, 4], "rate": [0.5, 0.25]}))
+    ours = Ours(pd.DataFrame({"p": [4, 8], "rate": [0.26, 0.1]}), how="simulated", scale_note="same")
+    table = side_by_side(published, ours)
+    assert list(table.columns) == ["p", "rate (paper)", "rate (ours, simulated)"]
+    assert table["p"].tolist() == [2, 4, 8]  # the paper's rows in its order, then ours alone
+    assert table["rate (paper)"].isna().tolist() == [False, False, True]
+    assert table["rate (ours, simulated)"].isna().tolist() == [True, False, False]
+    with pytest.raises(ValueError):
+        Ours(pd.DataFrame(), how="guessed", scale_note="")
+
+
+def test_the_record_keeps_one_section_per_table(tmp_path):
+    record = tmp_path / "REPRODUCTION.md"
+    update_record(record, "a", "first a\n")
+    update_record(record, "b", "only b\n")
+    update_record(record, "a", "second a\n")
+    text = record.read_text()
+    assert text.startswith("# Reproducing") and "second a" in text and "first a" not in text and "only b" in text
+    assert text.index("second a") < text.index("only b")
+
+
+# ---------------------------------------------------------------- exact tables, end to end
+
+
+@pytest.mark.parametrize("name, how", [("zero_bubble_rates", "simulated"), ("lc_table5", "counted")])
+def test_exact_tables_reproduce_the_paper(tmp_path, name, how):
+    record = tmp_path / "REPRODUCTION.md"
+    assert main([name, "--results", str(tmp_path), "--record", str(record)]) == 0
+    out = tmp_path / "paper" / name
+    claims = json.loads((out / "claims.json").read_text())
+    assert [c["verdict"] for c in claims["claims"]] == [HOLDS] * len(claims["claims"])
+    assert claims["scale"] == "quick" and claims["commit"] and claims["device"] and claims["commands"]
+    table = pd.read_csv(out / "table.csv")
+    values = [c for c in table.columns if c not in registry.TABLES[name].published().key]
+    assert values and all(c.endswith("(paper)") or c.endswith(f"(ours, {how})") for c in values)
+    assert f"(ours, {how})" in (out / "table.md").read_text() and f"<!-- table {name} -->" in record.read_text()
+
+
+def test_bad_input_is_one_error_line(tmp_path, capsys):
+    assert main(["no_such_table", "--no-record"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "lc_table1" in err[0]
+    assert main(["lc_table5", "--scale", "huge", "--no-record", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--scale" in err[0] and "quick" in err[0]
+
+
+# ---------------------------------------------------------------- runs: reused, and refused when foreign
+
+TINY = ["++model.width_divisor=64", "steps=2", "eval_every=2", "eval_batches=1", "batch_size=8",
+        "threads_per_worker=1", "optimizer.milestones=[1,2]"]
+
+
+def test_a_second_invocation_runs_nothing_new_and_a_foreign_directory_is_refused(tmp_path, shared_data_dir,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("MPBENCH_DATA_DIR", str(shared_data_dir))
+    points = [TABLE1_POINTS[0], TABLE1_POINTS[4]]  # BP and LC (3)
+    runs_dir = tmp_path / "runs-quick"
+    run_points("lc_table1", points, TINY, [0], runs_dir)
+    summaries = {p.slug: runs_dir / f"{p.slug}_s0" / "summary.json" for p in points}
+    first = {slug: path.read_text() for slug, path in summaries.items()}
+    values, missing = final_metric(runs_dir, points, [0], "eval_accuracy", scale=100.0)
+    assert not missing and all(len(v) == 1 and 0 <= v[0] <= 100 for v in values.values())
+    run_points("lc_table1", points, TINY, [0], runs_dir)
+    assert {slug: path.read_text() for slug, path in summaries.items()} == first  # nothing ran again
+    assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(f"{p.slug}_s0" for p in points)
+    with pytest.raises(ConfigError, match="holds a run of another config.*steps"):
+        check_runs_dir("lc_table1", points, [*TINY[:1], "steps=3", *TINY[2:]], [0], runs_dir)
+    values, missing = final_metric(runs_dir, [Point("DGL (3)", ())], [0], "eval_accuracy")
+    assert missing == ["DGL (3) seed 0 (not run)"]
