@@ -132,7 +132,7 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------- runs: reused, and refused when foreign
 
-TINY = ["++model.width_divisor=64", "steps=2", "eval_every=2", "eval_batches=1", "batch_size=8",
+TINY = ["++model.width_divisor=64", "++model.bn_momentum=0.1", "steps=2", "eval_every=2", "eval_batches=1", "batch_size=8",
         "threads_per_worker=1", "optimizer.milestones=[1,2]"]
 
 
@@ -150,6 +150,6 @@ def test_a_second_invocation_runs_nothing_new_and_a_foreign_directory_is_refused
     assert {slug: path.read_text() for slug, path in summaries.items()} == first  # nothing ran again
     assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(f"{p.slug}_s0" for p in points)
     with pytest.raises(ConfigError, match="holds a run of another config.*steps"):
-        check_runs_dir("lc_table1", points, [*TINY[:1], "steps=3", *TINY[2:]], [0], runs_dir)
+        check_runs_dir("lc_table1", points, [*TINY[:2], "steps=3", *TINY[3:]], [0], runs_dir)
     values, missing = final_metric(runs_dir, [Point("DGL (3)", ())], [0], "eval_accuracy")
     assert missing == ["DGL (3) seed 0 (not run)"]
