@@ -200,8 +200,11 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path):
     # A session of its own, so that leftovers can be found by process group. The SIGINT goes to
     # the launcher only (harder than a terminal's Ctrl-C, which reaches the workers too): the
     # launcher itself must take its workers down.
+    # SIGINT back to its default in the child: a shell's background job (nohup ... &, a CI runner)
+    # starts with SIGINT ignored, and an ignored SIGINT is inherited and never becomes a Ctrl-C.
     process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while len(_processes_in_group(process.pid)) < 3 and time.time() < deadline:
         time.sleep(0.2)
