@@ -44,7 +44,7 @@ from mpbench.config import RunSpec, check_group_choices, run_spec_from  # noqa: 
 from mpbench.data import check_batch_fits, load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
 from mpbench.launch import check_torchrun, launch, started_by_torchrun, torchrun_rank  # noqa: E402
-from mpbench.preemption import Preempted, raise_if_preempted, raise_on_sigterm  # noqa: E402
+from mpbench.preemption import Preempted, raise_if_preempted, raise_on_sigterm, sigterm_arrived  # noqa: E402
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
 from mpbench.run_dirs import Claim, claim_run_dir, register_resolvers  # noqa: E402
 from mpbench.simulate import check_simulable  # noqa: E402
@@ -173,6 +173,7 @@ def _brief(cfg: DictConfig, status: str, reason: str) -> dict:
 def _refused(cfg: DictConfig, err: BaseException, multirun: bool, leader: bool, run_dir: Path | None) -> str:
     """Bad input: a single run ends here (exit 2); in a grid, a point the algorithm cannot run
     (backprop at gpus=2) is recorded as skipped in its own directory and the rest go on."""
+    raise_if_preempted()  # an error that SIGTERM's interruption caused is no verdict on the input
     if not multirun:
         # Exit here: a task that raises makes Hydra print an extra line of its own.
         if leader:
@@ -196,14 +197,24 @@ def main() -> None:
         train()
         raise_if_preempted()  # a SIGTERM whose exception was lost on the way still ends the job with 143
     except Preempted:
-        print("interrupted: SIGTERM; run the same command with resume=true to continue", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except USER_ERRORS as err:
-        if not started_by_torchrun() or torchrun_rank() == 0:
-            print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as err:
-        results_unwritable(err)
+        _exit_preempted()
+    except Exception as err:
+        if sigterm_arrived():
+            # SIGTERM raised Preempted inside a library whose clean-up then raised an error of its
+            # own in its place (seen in CI: Hydra composing a sweep's next point, exit 2).
+            _exit_preempted()
+        if isinstance(err, USER_ERRORS):
+            if not started_by_torchrun() or torchrun_rank() == 0:
+                print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if isinstance(err, OSError):
+            results_unwritable(err)
+        raise
+
+
+def _exit_preempted() -> NoReturn:
+    print("interrupted: SIGTERM; run the same command with resume=true to continue", file=sys.stderr)
+    raise SystemExit(128 + signal.SIGTERM) from None
 
 
 def results_unwritable(err: OSError) -> NoReturn:

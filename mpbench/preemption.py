@@ -25,7 +25,9 @@ class _Sigterm:
     """Whether SIGTERM has arrived in this process (process-wide state, as the signal is). The
     handler's exception can be lost: raised while the garbage collector runs a weakref callback
     or a __del__, Python prints it and carries on. So the next safe point checks again
-    (`raise_if_preempted`): a new run does not start, the process does not exit 0."""
+    (`raise_if_preempted`): a new run does not start, the process does not exit 0. And a library
+    may turn it into an error of its own (a `finally` that fails on the half-done state): run.py
+    then reports the preemption, not that error (`sigterm_arrived`)."""
 
     arrived = False
 
@@ -33,6 +35,11 @@ class _Sigterm:
 def _raise_preempted(*_) -> None:
     _Sigterm.arrived = True
     raise Preempted("SIGTERM")
+
+
+def sigterm_arrived() -> bool:
+    """Whether SIGTERM arrived (outside `forwarded_to`) since start-up."""
+    return _Sigterm.arrived
 
 
 def raise_if_preempted() -> None:

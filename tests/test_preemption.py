@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.catalogue import session_alive
-from tests.cli import TINY, read_metrics, read_summary, run_cli, start, wait_for
+from tests.cli import REPO, TINY, read_metrics, read_summary, run_cli, start, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -134,3 +135,55 @@ def test_a_sigterm_whose_exception_was_lost_still_stops_the_job(monkeypatch):
             pass  # no run starts its workers
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+LIBRARY_REPLACES_PREEMPTED = """
+import os, signal, sys
+sys.argv = ["run.py"]
+import run
+from hydra.errors import ConfigCompositionException
+
+def train():  # what CI saw: Hydra composing a sweep's next point, its clean-up failing on the way out
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100_000):
+            pass
+    finally:
+        raise ConfigCompositionException()
+
+run.train = train
+run.main()
+"""
+
+
+def test_an_error_a_library_raises_in_place_of_the_preemption_still_exits_143(tmp_path):
+    """SIGTERM's exception, raised inside a library, can be replaced by the library's own error
+    (a `finally` that fails on the half-done state). The job must still end as preempted (143,
+    resumable), not as bad input (exit 2, "error: ConfigCompositionException")."""
+    process = subprocess.run([sys.executable, "-c", LIBRARY_REPLACES_PREEMPTED], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, process.stderr[-3000:]
+    assert "interrupted: SIGTERM" in process.stderr
+    assert "error:" not in process.stderr
+
+
+def test_a_sweep_point_refused_after_sigterm_is_not_recorded_as_skipped(tmp_path):
+    """A point whose checks failed because SIGTERM interrupted them must not be recorded as
+    `skipped` (bad input) with the sweep going on: the preemption stops the sweep."""
+    script = f"""
+import sys
+sys.argv = ["run.py"]
+import run
+from pathlib import Path
+from mpbench import preemption
+from mpbench.errors import ConfigError
+
+preemption._Sigterm.arrived = True
+try:
+    run._refused(None, ConfigError("half-composed"), True, True, Path({str(tmp_path)!r}))
+except preemption.Preempted:
+    sys.exit(143)
+"""
+    process = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 143, process.stderr[-3000:]
+    assert not (tmp_path / "summary.json").exists()
