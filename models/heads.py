@@ -6,6 +6,7 @@ output h_i of layer group i. Its shape follows h_i, not the model's type:
 - a feature map (B, C, H, W): Local Critic Training's critic, conv3x3 with 128 filters and bias,
   ReLU, then one fully connected layer (Lee & Lee 2019; `make_critic`); `convs` > 1 adds
   conv3x3 128 -> 128 layers (Table 2), the extra layers' width being the natural reading of the paper;
+  a model may set another width (`critic_width`, e.g. a reduced-width lc_vgg's);
 - a sequence (B, T, d), a language model's residual stream: `blocks` of the model's own kind
   (given by the model as `block`), then LayerNorm and a linear map to the vocabulary;
 - a vector (B, ...): a linear map to the classes.
@@ -58,8 +59,9 @@ class ShapedHeads:
     """`mpbench.blocks.LocalHeads` by the boundary tensor's shape; `block()` (optional) makes a
     freshly initialised block of the model's own kind for a head on a sequence."""
 
-    def __init__(self, block: Callable[[], nn.Module] | None = None):
+    def __init__(self, block: Callable[[], nn.Module] | None = None, critic_width: int = CRITIC_WIDTH):
         self.block = block
+        self.critic_width = critic_width  # a reduced-width model may narrow its critics alike
 
     @property
     def holds_blocks(self) -> bool:
@@ -67,12 +69,13 @@ class ShapedHeads:
 
     def critic(self, shape: torch.Size, outputs: int, convs: int = 1, blocks: int = 0) -> nn.Module:
         if len(shape) == 4:  # (B, C, H, W)
+            width = self.critic_width
             if convs == 1:
-                return make_critic(shape[1], (shape[2], shape[3]), outputs)
+                return make_critic(shape[1], (shape[2], shape[3]), outputs, width)
             layers: list[nn.Module] = []
-            for c_in in (shape[1], *([CRITIC_WIDTH] * (convs - 1))):
-                layers += [nn.Conv2d(c_in, CRITIC_WIDTH, 3, padding=1, bias=True), nn.ReLU()]
-            critic = nn.Sequential(*layers, nn.Flatten(), nn.Linear(CRITIC_WIDTH * shape[2] * shape[3], outputs))
+            for c_in in (shape[1], *([width] * (convs - 1))):
+                layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=True), nn.ReLU()]
+            critic = nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * shape[2] * shape[3], outputs))
             critic.apply(init_weights)
             return critic
         if len(shape) == 3:  # (B, T, d): a language model's residual stream

@@ -45,6 +45,9 @@ class LCVGGSettings(Settings):
     """BatchNorm momentum: the authors' TF code's decay 0.997."""
     bn_eps: float = 1e-5
     """BatchNorm epsilon, as the authors' TF code."""
+    critic_width: int = CRITIC_WIDTH
+    """Filters of each local critic's conv layers (the paper's 128); a reduced-scale run narrows
+    the critics with the network (width_divisor), keeping their size relative to it."""
 
     def validate(self):
         d = self.width_divisor
@@ -54,6 +57,9 @@ class LCVGGSettings(Settings):
         if not 0.0 < self.bn_momentum <= 1.0:
             raise ValueError(f"lc_vgg bn_momentum must be in (0, 1], got {self.bn_momentum!r}")
         check_range("bn_eps", self.bn_eps, 0, low_open=True)
+        if not isinstance(self.critic_width, int) or self.critic_width < 1:
+            raise ValueError(f"lc_vgg critic_width must be a positive integer (the paper's: {CRITIC_WIDTH}); "
+                             f"got {self.critic_width!r}")
 
 
 class ConvBNReLU(nn.Module):
@@ -101,4 +107,4 @@ def build(settings: LCVGGSettings, data: DataInfo) -> BlockModel:
     blocks.append(Classifier(c * h * w, data.num_classes))
     for block in blocks:
         block.apply(init_weights)
-    return BlockModel(blocks, task="classification", heads=ShapedHeads())
+    return BlockModel(blocks, task="classification", heads=ShapedHeads(critic_width=settings.critic_width))

@@ -329,6 +329,21 @@ def test_lc_vgg_critic_forward_and_structure():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in critic.modules())
 
 
+@pytest.mark.parametrize("convs", [1, 3])
+def test_lc_vgg_critic_width_narrows_every_critic_conv(convs):
+    """critic_width (a reduced-scale run's narrower critics) sets the filters of each critic conv
+    and so the FC's inputs: (C, H, W) = (8, 32, 32), 16 filters, 10 classes."""
+    model = build("lc_vgg", LCVGGSettings(width_divisor=8, critic_width=16), CIFAR10)
+    critic = model.heads.critic(torch.Size([2, 8, 32, 32]), 10, convs=convs)
+    convs_found = [m for m in critic.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs_found) == convs and all(c.out_channels == 16 for c in convs_found)
+    expected = (8 * 16 * 9 + 16) + (convs - 1) * (16 * 16 * 9 + 16) + (16 * 32 * 32 * 10 + 10)
+    assert count_parameters_lc_rule(critic) == expected
+    assert critic(torch.randn(2, 8, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="critic_width"):
+        LCVGGSettings(critic_width=0).validate()
+
+
 def test_lc_rule_counts_trainable_only_and_excludes_bn_from_flop():
     bn = torch.nn.BatchNorm2d(4)
     assert count_parameters_lc_rule(bn) == 8 and count_flop_lc_rule(bn) == 0
