@@ -129,12 +129,15 @@ def with_time_to_target(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric
     return out
 
 
-def run_labels(runs: pd.DataFrame) -> pd.Series:
-    """A short name per run's method: the algorithm, plus the settings in which its runs differ
-    when the sweep holds it with several (e.g. `pipeline (schedule=1f1b)`), plus the model and
-    dataset when the runs span several workloads."""
+def run_labels(runs: pd.DataFrame, with_lr: bool = True) -> pd.Series:
+    """A short name per run's method: the algorithm, plus the settings (and, `with_lr`, the
+    learning rate) in which its runs differ when the sweep holds it with several (e.g.
+    `pipeline (schedule=1f1b)`, `ddg (lr=0.01)`), plus the model and dataset when the runs span
+    several workloads."""
     settings = [dict(part.split("=", 1) for part in s.split(", ") if "=" in part) if isinstance(s, str) else {}
                 for s in runs["settings"]]
+    if with_lr and "lr" in runs:
+        settings = [{**s, "lr": f"{lr:g}"} if pd.notna(lr) else s for s, lr in zip(settings, runs["lr"])]
     labels = []
     for i, algorithm in enumerate(runs["algorithm"]):
         # A run refused before its config was written (skipped) has no settings to differ in.
@@ -185,4 +188,25 @@ def repeats(runs: pd.DataFrame, metric: Metric) -> pd.DataFrame:
             row[name] = (f"{values.median():.4g} [{values.min():.4g}, {values.max():.4g}]" if not values.empty
                          else None)
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_learning_rates(runs: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """For each method (algorithm and settings, workers, workload) run at several learning rates:
+    the final metric at each (mean over the seeds of its ok measured runs) and the best one, so
+    that methods can be compared each at its own best setting rather than at one shared rate."""
+    ok = measured_ok(runs)
+    if ok.empty or "lr" not in ok or metric.column not in ok:
+        return pd.DataFrame()
+    ok = ok.assign(method=run_labels(ok, with_lr=False), settings=ok["settings"].fillna(""))
+    rows = []
+    for (method, gpus, _), group in ok.groupby(["method", "gpus", "workload"], sort=False):
+        by_lr = group.groupby("lr")[metric.column].agg(["mean", "count"]).dropna()
+        if len(by_lr) < 2:
+            continue
+        best = by_lr["mean"].idxmax() if metric.higher_is_better else by_lr["mean"].idxmin()
+        rows.append({"method": method, "gpus": gpus,
+                     "learning rates tried": ", ".join(f"{lr:g}: {r['mean']:.4g}" for lr, r in by_lr.iterrows()),
+                     "best lr": best, f"{metric.column} at best": by_lr.loc[best, "mean"],
+                     "seeds at best": int(by_lr.loc[best, "count"])})
     return pd.DataFrame(rows)

@@ -37,7 +37,7 @@ from mpbench.records import records_problem
 COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset", "gpus", "threads_per_worker",
            "device_type", "oversubscribed", "steps", "steps_completed", "batch_size", "seed", "dtype",
            "train_loss", "eval_loss", "time_per_iter_median_s", "time_per_iter_iqr_s", "interference",
-           "samples_per_s", "tokens_per_s",
+           "samples_per_s", "tokens_per_s", "lr",
            "peak_memory_bytes_max", "bytes_sent_total", "wall_time_s", "workload", "git_commit", "reference_role",
            "simulated", "sim_step_s", "sim_speedup", "sim_samples_per_s", "sim_tokens_per_s", "sim_idle_fraction",
            "sim_peak_memory_bytes", "sim_unavailable", "path"]
@@ -74,7 +74,7 @@ OLD_FACTS = ("compute_s_per_iter", "wait_s_per_iter")  # per-iteration times, wh
 CONFIG_FIELDS = {"algorithm": ("algorithm", "name"), "model": ("model", "name"), "dataset": ("dataset", "name"),
                  "gpus": ("gpus",), "threads_per_worker": ("threads_per_worker",), "steps": ("steps",),
                  "batch_size": ("batch_size",), "seed": ("seed",), "dtype": ("dtype",)}
-NUMERIC_COLUMNS = ["gpus", "threads_per_worker", "steps", "steps_completed", "batch_size", "seed",
+NUMERIC_COLUMNS = ["gpus", "threads_per_worker", "steps", "steps_completed", "batch_size", "seed", "lr",
                    "time_per_iter_median_s", "time_per_iter_iqr_s", "samples_per_s", "tokens_per_s",
                    "peak_memory_bytes_max",
                    "bytes_sent_total", "wall_time_s"]
@@ -305,6 +305,8 @@ def read_run(run_dir: Path) -> dict:
         for column, keys in CONFIG_FIELDS.items():
             if row[column] is None:
                 row[column] = _get(config, keys)
+        lr = _get(config, ("optimizer", "lr"))
+        row["lr"] = lr if _is(NUMBER, lr) else None  # a learning-rate sweep's axis (analysis/derive.py)
         algorithm = {k: v for k, v in (config.get("algorithm") or {}).items() if k != "name"}
         row["settings"] = ", ".join(f"{k}={v}" for k, v in algorithm.items()) or None
         row["workload"] = json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True, default=str)

@@ -8,6 +8,7 @@ writes into `<sweep dir>/report/` (or `--out`):
     runs.csv, runs.parquet   the table, one row per run (failed and diverged runs included, and
                              incomplete, unreadable or damaged records: analysis/load.py);
                              simulated numbers only in the sim_* columns, headed "(simulated)" on the page
+    best_learning_rates.csv  where the runs tried several learning rates per method: the best of each
     speedup.png, throughput.png, convergence_step.png, convergence_time.png,
     final_quality.png, time_to_target.png, memory.png, time_breakdown.png
 
@@ -26,8 +27,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import plots
-from analysis.derive import (REFERENCE, Metric, measured_ok, quality_metric, repeats, run_labels, simulated, targets,
-                             with_reference, with_relative_views, with_time_to_target)
+from analysis.derive import (REFERENCE, Metric, best_learning_rates, measured_ok, quality_metric, repeats, run_labels,
+                             simulated, targets, with_reference, with_relative_views, with_time_to_target)
 from analysis.load import (
     DAMAGED,
     INCOMPLETE,
@@ -41,8 +42,8 @@ from analysis.load import (
 from mpbench.records import atomic_write_text
 
 DEFAULT_MARGIN = 0.05
-TABLE_COLUMNS = ["run", "reference_role", "algorithm", "settings", "gpus", "threads_per_worker", "oversubscribed", "status",
-                 "reason", "simulated", "final_metric", "eval_loss", "time_per_iter_ms", "speedup", "speedup_spread",
+TABLE_COLUMNS = ["run", "reference_role", "algorithm", "settings", "lr", "gpus", "threads_per_worker", "oversubscribed",
+                 "status", "reason", "simulated", "final_metric", "eval_loss", "time_per_iter_ms", "speedup", "speedup_spread",
                  "scaling_over_own_1", "speedup_over_data_parallel", "interference", "steps_to_target",
                  "time_to_target_s", "peak_memory_mib_max",
                  # Simulated numbers (analysis/load.py): headed "(simulated)" on the page.
@@ -140,6 +141,9 @@ def build_report(paths: list[Path] | Path | str, out_dir: Path | None = None, ta
         report.figures[name] = out_dir / f"{name}.png"
         _write_atomically(report.figures[name], lambda path, figure=figure: figure.savefig(path, dpi=110, format="png"))
     atomic_write_text(out_dir / "runs.csv", report.table.to_csv(index=False))
+    best = best_learning_rates(a.runs, a.metric)
+    if not best.empty:
+        atomic_write_text(out_dir / "best_learning_rates.csv", best.to_csv(index=False))
     _write_atomically(out_dir / "runs.parquet", lambda path: report.table.to_parquet(path, index=False))
     atomic_write_text(report.page, _page(paths, a, report))  # last: a page means a complete report
     return report
@@ -246,6 +250,12 @@ def _page(paths: list[Path], a: Analysis, report: Report) -> str:
     if not repeated.empty:
         lines += ["", "## Repeats", "", "Configurations run with several seeds: median [min, max].", "",
                   markdown_table(repeated)]
+    best = best_learning_rates(runs, metric)
+    if not best.empty:
+        lines += ["", "## Each method at its best learning rate", "",
+                  f"Methods this sweep ran at several learning rates, with the final {metric.label} at each (mean "
+                  "over seeds): compare them at each one's best, not at one shared rate. Also "
+                  "`best_learning_rates.csv`.", "", markdown_table(best)]
     for name, title, text in SECTIONS:
         lines += ["", f"## {title}", "", text, "", f"![{title}]({report.figures[name].name})"]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,10 @@ import pytest
 from analysis.paper import registry
 from analysis.paper.__main__ import main
 from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, close, equal_to_paper, ordered
-from analysis.paper.tables.local_critic import ONE_SEED_NOISE, TABLE1_POINTS, table1_claims
+from analysis.paper.tables import local_critic, local_loss
+from analysis.paper.tables.local_critic import ONE_SEED_NOISE, TABLE1_POINTS, LCScale, table1_claims
+from analysis.paper.tables.local_critic_ablations import (CRITIC_CONVS, table2_claims, table3_claims, table4_claims,
+                                                          table6_claims)
 from analysis.paper.registry import Ours, Published
 from analysis.paper.render import side_by_side, update_record
 from analysis.paper.runs import Point, check_runs_dir, final_metric, run_points
@@ -79,6 +82,61 @@ def test_lc_table1_claims_on_hand_made_records():
     assert verdicts(table1_rows(PAPER_LIKE, spread))[3] == UNRESOLVED
 
 
+def claim_statuses(claims, rows: pd.DataFrame) -> list[str]:
+    return [claim.check(None, rows).status for claim in claims]
+
+
+def test_lc_table2_and_table3_claims_on_hand_made_records():
+    def table2(accuracy: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"critic convs": CRITIC_CONVS, "accuracy (%)": accuracy, "std": [None] * 7})
+
+    #                 [1,1,1] [3,3,3] [5,5,5] [3,2,1] [1,2,3] [5,4,3] [3,4,5]
+    assert claim_statuses(table2_claims(), table2([60, 59, 50, 58, 59, 57, 56])) == [HOLDS, HOLDS]
+    assert claim_statuses(table2_claims(), table2([60, 65, 56, 58, 59, 57, 57])) == [FAILS, UNRESOLVED]
+    assert claim_statuses(table2_claims(), table2([60, 59, 58, 52, 59, 57, 56])) == [HOLDS, FAILS]
+
+    def table3(accuracy: list[float | None]) -> pd.DataFrame:
+        return pd.DataFrame({"critic updates": [f"1/{k}" for k in range(1, 6)], "accuracy (%)": accuracy,
+                             "std": [None] * 5})
+
+    assert claim_statuses(table3_claims(), table3([60, 57, 54, 51, 48])) == [HOLDS, HOLDS]
+    assert claim_statuses(table3_claims(), table3([60, 59, 54, 51, 48])) == [UNRESOLVED, HOLDS]  # a step < 2
+    assert claim_statuses(table3_claims(), table3([50, 57, 54, 51, 60])) == [FAILS, FAILS]
+    assert claim_statuses(table3_claims(), table3([60, 57, 54, 51, None])) == [UNRESOLVED, UNRESOLVED]
+
+
+def test_lc_table4_and_table6_claims_on_hand_made_records():
+    def table4(bp: list[float], lc: list[float | None]) -> pd.DataFrame:
+        return pd.DataFrame({"sub-model": [1, 2, 3], "BP sub (%)": bp, "BP std": [0.5] * 3, "LC sub (%)": lc,
+                             "LC std": [0.5] * 3})
+
+    assert claim_statuses(table4_claims(), table4([40, 55, 60], [55, 60, 65])) == [HOLDS, UNRESOLVED]  # gaps 15, 5, 5
+    assert claim_statuses(table4_claims(), table4([40, 55, 60], [55, 60, 62])) == [HOLDS, HOLDS]
+    assert claim_statuses(table4_claims(), table4([40, 55, 60], [55, 50, 62])) == [FAILS, FAILS]
+    assert claim_statuses(table4_claims(), table4([40, 55, 60], [55, None, 62]))[0] == UNRESOLVED
+
+    def table6(flop: list[float | None], accuracy: list[float], std=(None,) * 4) -> pd.DataFrame:
+        return pd.DataFrame({"inference": ["threshold 0.9", "threshold 0.95", "main model", "ensemble of the sub-models"],
+                             "FLOP (M)": flop, "accuracy (%)": accuracy, "std": list(std)})
+
+    assert claim_statuses(table6_claims(), table6([2.9, 3.0, 15.7, None], [58, 59, 60, 61])) == [HOLDS, HOLDS, HOLDS]
+    assert claim_statuses(table6_claims(), table6([2.9, 16.0, 15.7, None], [50, 52, 60, 55])) == [FAILS, FAILS, FAILS]
+
+
+def test_local_loss_claim_and_the_authors_schedule_scaled_to_the_run():
+    def rows(bp: float, pred: float | None, std=(None, None)) -> pd.DataFrame:
+        return pd.DataFrame({"method": ["global BP", "local pred"], "test error (%)": [bp, pred], "std": list(std)})
+
+    claim = local_loss.pred_near_bp
+    assert claim(None, rows(12.0, 12.8)).status == HOLDS
+    assert claim(None, rows(12.0, 14.0)).status == FAILS
+    assert claim(None, rows(12.0, 14.0, std=(0.2, 0.7))).status == HOLDS  # tolerance 3 x 0.7 = 2.1 > 2.0
+    assert claim(None, rows(12.0, None)).status == UNRESOLVED
+    scale = local_loss.SCALES["full"]
+    assert scale.steps == 200 * local_loss.STEPS_PER_EPOCH
+    assert f"optimizer.milestones=[{100 * 469},{150 * 469},{175 * 469},{round(0.94 * 200 * 469)}]" in scale.overrides()
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -141,15 +199,51 @@ def test_a_second_invocation_runs_nothing_new_and_a_foreign_directory_is_refused
     monkeypatch.setenv("MPBENCH_DATA_DIR", str(shared_data_dir))
     points = [TABLE1_POINTS[0], TABLE1_POINTS[4]]  # BP and LC (3)
     runs_dir = tmp_path / "runs-quick"
-    run_points("lc_table1", points, TINY, [0], runs_dir)
+    run_points("local_critic", points, TINY, [0], runs_dir)
     summaries = {p.slug: runs_dir / f"{p.slug}_s0" / "summary.json" for p in points}
     first = {slug: path.read_text() for slug, path in summaries.items()}
     values, missing = final_metric(runs_dir, points, [0], "eval_accuracy", scale=100.0)
     assert not missing and all(len(v) == 1 and 0 <= v[0] <= 100 for v in values.values())
-    run_points("lc_table1", points, TINY, [0], runs_dir)
+    run_points("local_critic", points, TINY, [0], runs_dir)
     assert {slug: path.read_text() for slug, path in summaries.items()} == first  # nothing ran again
     assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(f"{p.slug}_s0" for p in points)
     with pytest.raises(ConfigError, match="holds a run of another config.*steps"):
-        check_runs_dir("lc_table1", points, [*TINY[:2], "steps=3", *TINY[3:]], [0], runs_dir)
+        check_runs_dir("local_critic", points, [*TINY[:2], "steps=3", *TINY[3:]], [0], runs_dir)
     values, missing = final_metric(runs_dir, [Point("DGL (3)", ())], [0], "eval_accuracy")
     assert missing == ["DGL (3) seed 0 (not run)"]
+
+
+@pytest.mark.slow
+def test_lc_tables_4_and_6_read_the_shared_lc3_run_which_trains_once(tmp_path, shared_data_dir, monkeypatch):
+    """Tables 4 and 6 read LC (3)'s sub-model accuracies and exits from its summary; both, with
+    Table 4's backprop sub-models, share one runs directory, so LC (3) trains once."""
+    monkeypatch.setenv("MPBENCH_DATA_DIR", str(shared_data_dir))
+
+    class Tiny(LCScale):
+        def overrides(self) -> list[str]:
+            return TINY
+
+    monkeypatch.setitem(local_critic.LC_SCALES, "quick", Tiny(64, 4, 2, (0,), 0.1, eval_batches=1))
+    assert main(["lc_table6", "--results", str(tmp_path), "--no-record"]) == 0
+    lc3 = tmp_path / "paper" / "local_critic_runs" / "quick" / "lc_3_s0" / "summary.json"
+    first = lc3.read_text()
+    assert main(["lc_table4", "--results", str(tmp_path), "--no-record"]) == 0
+    assert lc3.read_text() == first  # not trained again
+
+    table6 = pd.read_csv(tmp_path / "paper" / "lc_table6" / "table.csv").set_index("inference")
+    facts = json.loads(first)["algorithm_facts_per_worker"][0]
+    ours = "accuracy (%) (ours, measured)"
+    assert table6.loc["threshold 0.95", ours] == pytest.approx(100 * facts["progressive_inference"]["0.95"]["accuracy"])
+    assert table6.loc["ensemble of the sub-models", ours] == pytest.approx(
+        100 * facts["ensemble_accuracy"]["sub_models"])
+    assert table6.loc["main model", ours] == pytest.approx(100 * json.loads(first)["final"]["eval_accuracy"])
+    assert table6.loc["main model", "FLOP (M) (ours, measured)"] == pytest.approx(
+        facts["main_model"]["flop_lc_rule"] / 1e6)
+
+    table4 = pd.read_csv(tmp_path / "paper" / "lc_table4" / "table.csv").set_index("sub-model")
+    assert table4["LC sub (%) (ours, measured)"].tolist() == pytest.approx(
+        [100 * a for a in facts["sub_model_accuracy"]])
+    for k in (1, 2, 3):
+        bp_sub = json.loads((lc3.parents[1] / f"bp_sub_{k}_s0" / "summary.json").read_text())
+        assert bp_sub["algorithm"] == "sub_model_backprop" and bp_sub["status"] == "ok"
+        assert table4.loc[k, "BP sub (%) (ours, measured)"] == pytest.approx(100 * bp_sub["final"]["eval_accuracy"])

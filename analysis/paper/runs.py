@@ -21,8 +21,9 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from analysis.load import load_runs
+from analysis.load import load_runs, read_summary
 from mpbench.errors import ConfigError
+from mpbench.records import records_problem
 from mpbench.run_dirs import differing_keys, holds_records, same_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,14 +31,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Point:
-    """One row (or cell) of a table: a label and the run.py overrides that make it."""
+    """One row (or cell) of a table: a label and the run.py overrides that make it. `run` names
+    its run directories (default: from the label), so that tables sharing a runs directory share
+    a run: LC (3) is also Table 2's [1,1,1] and Table 3's 1/1."""
 
     label: str
     overrides: tuple[str, ...]
+    run: str | None = None
 
     @property
     def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "_", self.label.lower()).strip("_")
+        return self.run or re.sub(r"[^a-z0-9]+", "_", self.label.lower()).strip("_")
+
+    def as_row(self, label: str) -> Point:
+        """The same runs under another row label."""
+        return Point(label, self.overrides, run=self.slug)
 
 
 def command(preset: str, point: Point, scale_overrides: list[str], seeds: list[int], runs_dir: Path) -> list[str]:
@@ -79,6 +87,16 @@ def run_points(preset: str, points: list[Point], scale_overrides: list[str], see
         print(f"paper: {point.label}", flush=True)
         subprocess.run(argv, cwd=REPO, check=False)  # a failed run is recorded as such, and shown as missing
     return commands
+
+
+def algorithm_facts(runs_dir: Path, point: Point, seed: int, key: str) -> dict | None:
+    """The facts of a point's ok, intact run that hold `key` (e.g. local_critic's exits, found
+    where its last group ran), or None."""
+    run_dir = runs_dir / f"{point.slug}_s{seed}"
+    summary, _ = read_summary(run_dir)
+    if summary is None or summary.get("status") != "ok" or records_problem(run_dir, summary) is not None:
+        return None
+    return next((f for f in summary.get("algorithm_facts_per_worker") or [] if key in (f or {})), None)
 
 
 def final_metric(runs_dir: Path, points: list[Point], seeds: list[int], column: str,

@@ -1,9 +1,11 @@
 """Lee, Hsieh, Lee, "Local Critic Training" (TNNLS 2022): its tables.
 
 `lc_table1` trains every method of Table 1 (and DGL beside them) with the paper's recipe
-(experiments/experiment/paper/lc_table1.yaml) at a reduced width and length, in one process
-per run (the methods' emulated runtime: the same updates as the workers), and compares final
-test accuracy, the paper's claims judged against the run-to-run noise.
+(experiments/experiment/paper/local_critic.yaml) at a reduced width and length (`LC_SCALES`), in
+one process per run (the methods' emulated runtime: the same updates as the workers), and
+compares final test accuracy, the paper's claims judged against the run-to-run noise. Its
+machinery (the scales, the runs directory every LC table shares, accuracy rows, the noise) serves
+the other LC tables too (local_critic_ablations.py).
 
 `lc_table5` counts LC(3)'s sub-models as the local_critic algorithm builds them for the `lc3`
 preset (the paper's network, critics after conv 2, 5 and 8), by the paper's counting rule
@@ -12,6 +14,7 @@ preset (the paper's network, critics after conv 2, 5 and 8), by the paper's coun
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +58,7 @@ def table5(scale: str, results: Path) -> Ours:
 # Critic positions: LC (1) after conv 5; LC (3) and the 3-module baselines after conv 2, 5, 8
 # (the lc1, lc3 presets); LC (5) after every two convs (lc5).
 SPLITS = {1: "[5,7]", 3: "[2,3,3,4]", 5: "[2,2,2,2,2,2]"}
+PRESET = "local_critic"  # experiments/experiment/paper/local_critic.yaml: every LC table's runs
 
 
 def split(algorithm: str, modules: int) -> tuple[str, ...]:
@@ -62,64 +66,94 @@ def split(algorithm: str, modules: int) -> tuple[str, ...]:
             "algorithm.runtime=emulated")
 
 
-TABLE1_POINTS = [Point("BP", ("algorithm=backprop",)), Point("DNI (3)", split("dni", 3)),
-                 Point("critic training (3)", split("critic_training", 3)), Point("LC (1)", split("local_critic", 1)),
-                 Point("LC (3)", split("local_critic", 3)), Point("LC (5)", split("local_critic", 5)),
+BP = Point("BP", ("algorithm=backprop",))
+LC3 = Point("LC (3)", split("local_critic", 3))  # also Table 2's [1,1,1], 3's 1/1, 4's and 6's LC
+TABLE1_POINTS = [BP, Point("DNI (3)", split("dni", 3)), Point("critic training (3)", split("critic_training", 3)),
+                 Point("LC (1)", split("local_critic", 1)), LC3, Point("LC (5)", split("local_critic", 5)),
                  Point("DGL (3)", split("dgl", 3))]
-# Width, length, seeds and BatchNorm momentum per scale; the learning rate drops at 1/2 and 3/4 of
-# the run, as the paper's at 40k and 60k of 80k. The paper's BN momentum (0.003, its TF decay 0.997)
-# leaves the running statistics 30% at their initial values after 400 steps, so that eval-mode
-# accuracy says little (BP: 21% with it); the quick scale uses PyTorch's 0.1.
-TABLE1_SCALES = {"quick": (8, 400, [0], 0.1), "full": (2, 20000, [0, 1, 2], 0.003)}
+
+
+@dataclass(frozen=True)
+class LCScale:
+    """How far an LC table's runs are from the paper's (full width, 128-filter critics, 80k
+    iterations, 5 runs). The learning rate drops at 1/2 and 3/4 of the run, as the paper's at
+    40k and 60k of 80k. The paper's BN momentum (0.003, its TF decay 0.997) leaves the running
+    statistics 30% at their initial values after 400 steps, so that eval-mode accuracy says
+    little (BP: 21% with it); the quick scale uses PyTorch's 0.1."""
+
+    width_divisor: int
+    critic_width: int  # narrowed with the network, so a critic's size relative to it stays the paper's
+    steps: int
+    seeds: tuple[int, ...]
+    bn_momentum: float
+    eval_batches: int = 40  # x 128 test images
+
+    def overrides(self) -> list[str]:
+        return [f"++model.width_divisor={self.width_divisor}", f"++model.critic_width={self.critic_width}",
+                f"++model.bn_momentum={self.bn_momentum}", f"steps={self.steps}", f"eval_every={self.steps}",
+                f"eval_batches={self.eval_batches}",
+                f"optimizer.milestones=[{self.steps // 2},{3 * self.steps // 4}]"]
+
+    def note(self) -> str:
+        return (f"width / {self.width_divisor} with {self.critic_width}-filter critics, {self.steps} iterations "
+                f"(the paper: full width, 128 filters, 80k), BatchNorm momentum {self.bn_momentum} (the paper: 0.003), "
+                f"{len(self.seeds)} seed(s), final accuracy on {self.eval_batches * 128} test images "
+                f"(the paper: 5 runs on all 10k)")
+
+
+LC_SCALES = {"quick": LCScale(8, 16, 400, (0,), 0.1), "full": LCScale(2, 64, 20000, (0, 1, 2), 0.003)}
 # With one seed there is no spread to judge a gap by: a gap under this many points decides nothing.
 ONE_SEED_NOISE = 2.0
 
 
-def table1_overrides(scale: str) -> tuple[list[str], list[int]]:
-    divisor, steps, seeds, bn_momentum = TABLE1_SCALES[scale]
-    return [f"++model.width_divisor={divisor}", f"++model.bn_momentum={bn_momentum}", f"steps={steps}",
-            f"eval_every={steps}", "eval_batches=40", f"optimizer.milestones=[{steps // 2},{3 * steps // 4}]"], seeds
+def run_lc_points(points: list[Point], scale: str, results: Path) -> tuple[Path, list[str]]:
+    """Run `points` at `scale` into the runs directory every LC table shares (so that LC (3),
+    which five tables show, trains once); returns it and the commands."""
+    runs_dir = results.parent / "local_critic_runs" / scale
+    return runs_dir, run_points(PRESET, points, LC_SCALES[scale].overrides(), list(LC_SCALES[scale].seeds), runs_dir)
+
+
+def accuracy_rows(runs_dir: Path, points: list[Point], scale: str, key: str) -> tuple[pd.DataFrame, list[str]]:
+    """One row per point: `key` = its label, final test accuracy (%) mean and std over the seeds."""
+    values, missing = final_metric(runs_dir, points, list(LC_SCALES[scale].seeds), "eval_accuracy", scale=100.0)
+    rows = [{key: label, "accuracy (%)": mean_std(v)[0], "std": mean_std(v)[1]} for label, v in values.items()]
+    return pd.DataFrame(rows), missing
 
 
 def table1(scale: str, results: Path) -> Ours:
-    overrides, seeds = table1_overrides(scale)
-    runs_dir = results / f"runs-{scale}"
-    commands = run_points("lc_table1", TABLE1_POINTS, overrides, seeds, runs_dir)
-    values, missing = final_metric(runs_dir, TABLE1_POINTS, seeds, "eval_accuracy", scale=100.0)
-    rows = [{"method": label, "accuracy (%)": mean_std(v)[0], "std": mean_std(v)[1]} for label, v in values.items()]
-    divisor, steps, _, bn_momentum = TABLE1_SCALES[scale]
-    note = (f"width / {divisor}, {steps} iterations (the paper: full width, 80k), BatchNorm momentum {bn_momentum} "
-            f"(the paper: 0.003), {len(seeds)} seed(s), final accuracy on {40 * 128} test images "
-            f"(the paper: 5 runs on all 10k)")
-    return Ours(pd.DataFrame(rows), how="measured", scale_note=note, commands=commands, missing=missing)
+    runs_dir, commands = run_lc_points(TABLE1_POINTS, scale, results)
+    rows, missing = accuracy_rows(runs_dir, TABLE1_POINTS, scale, "method")
+    return Ours(rows, how="measured", scale_note=LC_SCALES[scale].note(), commands=commands, missing=missing)
 
 
-def _noise(ours: pd.DataFrame) -> float:
-    spread = ours["std"].dropna()
+def noise(stds: pd.Series) -> float:
+    """The run-to-run noise of a table: its largest std over seeds, or the one-seed floor."""
+    spread = stds.dropna()
     return float(spread.max()) if len(spread) else ONE_SEED_NOISE
 
 
-def _accuracy(ours: pd.DataFrame, method: str) -> float | None:
-    row = ours[ours["method"] == method]
-    return None if row.empty or pd.isna(row["accuracy (%)"].iloc[0]) else float(row["accuracy (%)"].iloc[0])
+def value(ours: pd.DataFrame, key: str, label: str, column: str = "accuracy (%)") -> float | None:
+    row = ours[ours[key] == label]
+    return None if row.empty or pd.isna(row[column].iloc[0]) else float(row[column].iloc[0])
 
 
 def table1_claims() -> tuple[Claim, ...]:
+    def accuracy(ours: pd.DataFrame, *methods: str) -> dict[str, float | None]:
+        return {m: value(ours, "method", m) for m in methods}
+
     def dni_far_below(paper, ours):
-        return ordered({"critic training (3)": _accuracy(ours, "critic training (3)"),
-                        "DNI (3)": _accuracy(ours, "DNI (3)")}, noise=5 * _noise(ours))
+        return ordered(accuracy(ours, "critic training (3)", "DNI (3)"), noise=5 * noise(ours["std"]))
 
     def lc_at_most_bp(paper, ours):
-        return ordered({"BP": _accuracy(ours, "BP"), "LC (3)": _accuracy(ours, "LC (3)")}, noise=_noise(ours),
-                       or_equal=True)
+        return ordered(accuracy(ours, "BP", "LC (3)"), noise=noise(ours["std"]), or_equal=True)
 
     def critic_training_near_lc(paper, ours):
-        return close(_accuracy(ours, "critic training (3)"), _accuracy(ours, "LC (3)"), tolerance=_noise(ours))
+        return close(*accuracy(ours, "critic training (3)", "LC (3)").values(), tolerance=noise(ours["std"]))
 
     def lc5_lowest(paper, ours):
-        lc = {m: _accuracy(ours, m) for m in ("LC (1)", "LC (3)")}
+        lc = accuracy(ours, "LC (1)", "LC (3)")
         best = max(lc, key=lambda m: -1 if lc[m] is None else lc[m])
-        return ordered({best: lc[best], "LC (5)": _accuracy(ours, "LC (5)")}, noise=_noise(ours))
+        return ordered({best: lc[best], **accuracy(ours, "LC (5)")}, noise=noise(ours["std"]))
 
     return (Claim("DNI (3) far below critic training (3) (by more than 5 x the noise)", dni_far_below),
             Claim("critic training (3) close to LC (3) (within the noise)", critic_training_near_lc),
@@ -131,8 +165,9 @@ register(PaperTable(
     name="lc_table1",
     title="Local Critic Training, Table 1: accuracy of BP, DNI, critic training and LC (plus DGL)",
     comparison="reduced scale, one recipe for every method (the paper's), final test accuracy",
-    budgets={"quick": "lc_vgg width / 8, 400 iterations, 1 seed: about 20 minutes on 2 CPU cores",
-             "full": "lc_vgg width / 2, 20k iterations, 3 seeds (mean ± std): hours on one GPU (not run here)"},
+    budgets={"quick": "lc_vgg width / 8, critics 16 filters, 400 iterations, 1 seed: about 10 minutes on 2 CPU cores",
+             "full": "lc_vgg width / 2, critics 64 filters, 20k iterations, 3 seeds (mean ± std): hours on one GPU "
+                     "(not run here)"},
     ours=table1,
     claims=table1_claims(),
 ))
