@@ -9,7 +9,7 @@ import pytest
 from analysis.paper import registry
 from analysis.paper.__main__ import main
 from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, close, equal_to_paper, ordered
-from analysis.paper.tables import local_critic, local_loss
+from analysis.paper.tables import decoupled, local_critic, local_loss, ouroboros
 from analysis.paper.tables.local_critic import ONE_SEED_NOISE, TABLE1_POINTS, LCScale, table1_claims
 from analysis.paper.tables.local_critic_ablations import (CRITIC_CONVS, table2_claims, table3_claims, table4_claims,
                                                           table6_claims)
@@ -137,6 +137,40 @@ def test_local_loss_claim_and_the_authors_schedule_scaled_to_the_run():
     assert f"optimizer.milestones=[{100 * 469},{150 * 469},{175 * 469},{round(0.94 * 200 * 469)}]" in scale.overrides()
 
 
+def test_ouroboros_claims_on_hand_made_records():
+    def rows(bpc: dict, ppl: dict | None = None, speedup: dict | None = None, sim: dict | None = None):
+        names = ["K=1 (backprop)", "K=2", "K=3", "K=4", "K=5", "K=3, H", "K=3, R"]
+        return pd.DataFrame({"configuration": names, ouroboros.BPC: [bpc.get(n) for n in names],
+                             ouroboros.PPL: [(ppl or {}).get(n) for n in names],
+                             ouroboros.SPEEDUP: [(speedup or {}).get(n) for n in names],
+                             ouroboros.SIM_SPEEDUP: [(sim or {}).get(n) for n in names]})
+
+    good = rows({"K=1 (backprop)": 2.50, "K=2": 2.52, "K=3": 2.40, "K=4": 2.54, "K=5": 2.53, "K=3, H": 3.5},
+                {"K=1 (backprop)": 300.0, "K=3": 310.0, "K=5": 314.0}, {"K=3": 1.2}, {"K=3": 1.3, "K=5": 1.8})
+    assert claim_statuses(registry.TABLES["ouroboros_k"].claims, good) == [HOLDS] * 4  # H's 3.5 is an ablation, not a claim
+    bad = rows({"K=1 (backprop)": 2.50, "K=2": 2.52, "K=5": 2.70}, {"K=1 (backprop)": 300.0, "K=3": 330.0},
+               {"K=3": 0.9}, {"K=3": 1.1, "K=5": 0.95})
+    assert claim_statuses(registry.TABLES["ouroboros_k"].claims, bad) == [FAILS] * 4
+    missing = rows({"K=1 (backprop)": None, "K=2": 2.5})
+    assert claim_statuses(registry.TABLES["ouroboros_k"].claims, missing) == [UNRESOLVED] * 4
+
+
+def test_ddg_fr_k_claims_on_hand_made_records():
+    def rows(error: dict, epoch: dict | None = None) -> pd.DataFrame:
+        keys = [("backprop", 1)] + [(m, k) for m in ("DDG", "FR", "DGL", "data parallel") for k in (2, 3, 4)]
+        return pd.DataFrame([{"method": m, "K": k, decoupled.ERROR: error.get((m, k)), "std": None,
+                              decoupled.EPOCH: (epoch or {}).get((m, k)), decoupled.SIM_EPOCH: None} for m, k in keys])
+
+    paper_like = {("backprop", 1): 40.0, **{(m, k): 40.5 for m in ("DDG", "FR") for k in (2, 3, 4)},
+                  ("DGL", 2): 42.0, ("DGL", 3): 46.0, ("DGL", 4): 50.0}
+    timing = {("backprop", 1): 30.0, ("DDG", 2): 29.0}
+    assert claim_statuses(registry.TABLES["ddg_fr_k"].claims, rows(paper_like, timing)) == [HOLDS] * 3
+    contrary = {**paper_like, ("FR", 4): 45.0, ("DGL", 3): 38.0}
+    assert claim_statuses(registry.TABLES["ddg_fr_k"].claims,
+                          rows(contrary, {**timing, ("DDG", 2): 15.0})) == [FAILS, FAILS, FAILS]
+    assert claim_statuses(registry.TABLES["ddg_fr_k"].claims, rows({})) == [UNRESOLVED] * 3
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -150,6 +184,16 @@ def test_paper_and_ours_are_never_in_one_column_and_ours_says_how():
     assert table["rate (ours, simulated)"].isna().tolist() == [True, False, False]
     with pytest.raises(ValueError):
         Ours(pd.DataFrame(), how="guessed", scale_note="")
+    # a table with measured and simulated numbers: each column says which
+    published = Published("a paper", "a caption", ["k"], pd.DataFrame(columns=["k", "speed-up", "sim speed-up"]))
+    both = Ours(pd.DataFrame({"k": [2], "speed-up": [1.3], "sim speed-up": [1.4]}), scale_note="same",
+                how={"speed-up": "measured", "sim speed-up": "simulated"})
+    table = side_by_side(published, both)
+    assert list(table.columns) == ["k", "speed-up (paper)", "speed-up (ours, measured)", "sim speed-up (paper)",
+                                   "sim speed-up (ours, simulated)"]
+    assert table["sim speed-up (ours, simulated)"].tolist() == [1.4] and both.hows == "measured and simulated"
+    with pytest.raises(ValueError):
+        Ours(pd.DataFrame(), how={"a": "measured", "b": "guessed"}, scale_note="")
 
 
 def test_the_record_keeps_one_section_per_table(tmp_path):

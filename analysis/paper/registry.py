@@ -39,17 +39,28 @@ class Published:
 @dataclass(frozen=True)
 class Ours:
     """Our numbers for a table: `rows` keyed by the paper's key columns, with value columns named
-    like the paper's; `how` says how they were obtained, `scale_note` how the scale differs."""
+    like the paper's; `how` says how they were obtained (one word for all, or per value column
+    where a table holds both measured and simulated numbers), `scale_note` how the scale differs."""
 
     rows: pd.DataFrame
-    how: str
+    how: str | dict[str, str]
     scale_note: str
     commands: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # cells that could not be produced, and why
 
     def __post_init__(self):
-        if self.how not in HOW:
-            raise ValueError(f"how must be one of {', '.join(HOW)}, got {self.how!r}")
+        for how in (self.how.values() if isinstance(self.how, dict) else [self.how]):
+            if how not in HOW:
+                raise ValueError(f"how must be one of {', '.join(HOW)}, got {how!r}")
+
+    def how_of(self, column: str) -> str:
+        return self.how[column] if isinstance(self.how, dict) else self.how
+
+    @property
+    def hows(self) -> str:
+        """How ours were obtained, in words: "measured", or "measured and simulated"."""
+        kinds = list(dict.fromkeys(self.how.values())) if isinstance(self.how, dict) else [self.how]
+        return " and ".join(kinds)
 
 
 @dataclass(frozen=True)

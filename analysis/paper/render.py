@@ -30,11 +30,11 @@ def side_by_side(published: Published, ours: Ours) -> pd.DataFrame:
     """The paper's rows beside ours, joined on the key columns; a value column never holds both."""
     paper = published.rows.rename(columns={c: f"{c} (paper)" for c in published.values})
     mine = ours.rows[[*published.key, *[c for c in published.values if c in ours.rows]]]
-    mine = mine.rename(columns={c: f"{c} (ours, {ours.how})" for c in published.values})
+    mine = mine.rename(columns={c: f"{c} (ours, {ours.how_of(c)})" for c in published.values})
     table = paper.merge(mine, on=published.key, how="left")  # the paper's row order
     extra = mine.merge(published.rows[published.key], on=published.key, how="left", indicator=True)
     table = pd.concat([table, extra[extra["_merge"] == "left_only"].drop(columns="_merge")], ignore_index=True)
-    order = [*published.key, *[f"{c} ({who})" for c in published.values for who in ("paper", f"ours, {ours.how}")]]
+    order = [*published.key, *[f"{c} ({who})" for c in published.values for who in ("paper", f"ours, {ours.how_of(c)}")]]
     return table[[c for c in order if c in table]]
 
 
@@ -51,7 +51,7 @@ def record(scale: str, commands: list[str]) -> dict:
 def markdown(table: PaperTable, published: Published, ours: Ours, rows: pd.DataFrame,
              verdicts: list[tuple[str, Verdict]], made: dict) -> str:
     lines = [f"## {table.name}: {table.title}", "",
-             f"*{published.caption.strip()}* Paper: {published.source.strip()}. Ours ({ours.how}, scale "
+             f"*{published.caption.strip()}* Paper: {published.source.strip()}. Ours ({ours.hows}, scale "
              f"`{made['scale']}`): {ours.scale_note}. Comparison: {table.comparison}.", "",
              markdown_table(rows), "", "Claims:", ""]
     lines += [f"- {text}: **{verdict.status}** ({verdict.numbers})" for text, verdict in verdicts]
