@@ -24,7 +24,8 @@ def test_every_table_has_its_published_numbers_budgets_and_claims(capsys):
     for table in registry.TABLES.values():
         published = table.published()
         assert published.source and published.caption and published.key and published.values
-        assert set(published.key) <= set(published.rows.columns) and len(published.rows) > 0
+        assert set(published.key) <= set(published.rows.columns)
+        assert len(published.rows) > 0 or "prints no numbers" in published.caption  # ouroboros_k: claims only
         assert set(table.budgets) == set(registry.SCALES) and table.claims
     assert main(["--list"]) == 0
     listing = capsys.readouterr().out
