@@ -5,10 +5,12 @@
 
     registry.py    what a table is (`PaperTable`), the registry, the published numbers' loader
     claims.py      a claim of a table and its verdict: holds / does not hold / not resolvable
-    render.py      results/paper/<table>/<scale>/: table.md, table.csv, claims (and the record)
+    render.py      results/paper/<table>/: table.md, table.csv, claims.json (and the record)
     runs.py        the training runs a table needs: one ordinary run.py multirun, resumed
     published/     the published numbers, one YAML file per table, with the citation
-    tables/        the tables, one module per paper (zero_bubble.py, local_critic.py)
+    tables/        the tables, one module per paper: local_critic.py (Tables 1, 5 and the machinery
+                   every LC table shares), local_critic_ablations.py (Tables 2, 3, 4, 6),
+                   decoupled.py (DDG / FR), ouroboros.py, local_loss.py, zero_bubble.py
 
 Adding a table: its published numbers in `published/<name>.yaml`, and a `register(PaperTable(...))`
 in the paper's module under tables/. Published (paper) and our numbers are never in one column,
