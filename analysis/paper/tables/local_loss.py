@@ -73,7 +73,7 @@ register(PaperTable(
     name="local_loss_fmnist",
     title="Local error signals (Nøkland & Eidnes): global backprop vs the local prediction loss, Fashion-MNIST MLP",
     comparison="reduced length, one recipe for both methods (the authors'), final test error",
-    budgets={"quick": "3 x 1024 MLP, 2 epochs, 3 seeds: about 8 minutes on 2 CPU cores",
+    budgets={"quick": "3 x 1024 MLP, 2 epochs, 3 seeds: about 4 minutes on 2 CPU cores",
              "full": "3 x 1024 MLP, 200 epochs, 3 seeds: about a day on 2 CPU cores, an hour on one GPU (not run here)"},
     ours=table,
     claims=(Claim("the local prediction loss trains as well as global backprop "

@@ -62,8 +62,11 @@ def timed(algorithm: str, workers: int, steps: int, simulate: bool) -> Point:
                   f"steps={steps}", f"eval_every={steps}", "eval_batches=1"), run=f"{algorithm}_g{workers}_{kind}")
 
 
+ROWS = [(k, "S") for k in KS] + [(SEMANTICS_AT, "H"), (SEMANTICS_AT, "R")]  # (K, semantics)
+
+
 def points(s: Scale) -> tuple[list[Point], list[Point], list[Point]]:
-    shakespeare = [trained(k, s.steps) for k in KS] + [trained(SEMANTICS_AT, s.steps, x) for x in ("H", "R")]
+    shakespeare = [trained(k, s.steps, semantics) for k, semantics in ROWS]
     wikitext = [trained(k, s.wikitext_steps, dataset=WIKITEXT) for k in s.wikitext_ks]
     speed = [timed(a, w, s.timed_steps, False) for w in s.measured_workers for a in ("data_parallel", "ouroboros")]
     speed += [timed(a, w, s.timed_steps, True) for w in s.simulated_workers for a in ("data_parallel", "ouroboros")]
@@ -86,11 +89,10 @@ def table(scale: str, results: Path) -> Ours:
     step, missing_step = _means(runs_dir, [p for p in speed if "measured" in p.label], seeds, "time_per_iter_median_s")
     sim, missing_sim = _means(runs_dir, [p for p in speed if "simulated" in p.label], seeds, "sim_step_s")
     rows = []
-    for p in shakespeare:
-        k = int(p.label.split("=")[1].split()[0].rstrip(","))
-        workers = k - 1
-        row = {"configuration": p.label, BPC: bpc[p.label], PPL: ppl.get(p.label), SPEEDUP: None, SIM_SPEEDUP: None}
-        if p.label == label(k) and k > 1:  # the speed-up is the S configuration's
+    for k, semantics in ROWS:
+        name, workers = label(k, semantics), k - 1
+        row = {"configuration": name, BPC: bpc[name], PPL: ppl.get(name), SPEEDUP: None, SIM_SPEEDUP: None}
+        if semantics == "S" and k > 1:  # the speed-up is the default configuration's
             row[SPEEDUP] = _ratio(step.get(f"data_parallel on {workers} workers, measured"),
                                   step.get(f"ouroboros on {workers} workers, measured"))
             row[SIM_SPEEDUP] = _ratio(sim.get(f"data_parallel on {workers} workers, simulated"),
