@@ -252,6 +252,10 @@ def test_a_second_invocation_runs_nothing_new_and_a_foreign_directory_is_refused
     run_points("local_critic", points, TINY, [0], runs_dir)
     assert {slug: path.read_text() for slug, path in summaries.items()} == first  # nothing ran again
     assert sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) == sorted(f"{p.slug}_s0" for p in points)
+    skipped = runs_dir / f"{TABLE1_POINTS[1].slug}_s0"  # refused before its config was written: not foreign
+    skipped.mkdir()
+    (skipped / "summary.json").write_text(json.dumps({"status": "skipped", "reason": "batch_size=8 ..."}))
+    check_runs_dir("local_critic", [TABLE1_POINTS[1]], TINY, [0], runs_dir)
     with pytest.raises(ConfigError, match="holds a run of another config.*steps"):
         check_runs_dir("local_critic", points, [*TINY[:2], "steps=3", *TINY[3:]], [0], runs_dir)
     values, missing = final_metric(runs_dir, [Point("DGL (3)", ())], [0], "eval_accuracy")

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from analysis.load import load_runs, read_summary
 from mpbench.errors import ConfigError
 from mpbench.records import records_problem
-from mpbench.run_dirs import differing_keys, holds_records, same_run
+from mpbench.run_dirs import differing_keys, holds_records, recorded_config, same_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,8 +68,8 @@ def check_runs_dir(preset: str, points: list[Point], scale_overrides: list[str],
     for point in points:
         for seed in seeds:
             run_dir = runs_dir / f"{point.slug}_s{seed}"
-            if not holds_records(run_dir):
-                continue
+            if not holds_records(run_dir) or recorded_config(run_dir) is None:
+                continue  # a point refused before its config was written (skipped) is tried again, as run.py does
             config = point_config(preset, point, scale_overrides, seed)
             if not same_run(run_dir, config):
                 raise ConfigError(f"{run_dir} holds a run of another config ({differing_keys(run_dir, config)}); "
