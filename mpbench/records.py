@@ -108,14 +108,16 @@ class MetricsFile:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
 
-def git_commit(repo: Path) -> dict:
-    """The commit the code ran at, and whether the tree had uncommitted changes."""
+def git_commit(repo: Path, besides: tuple[str, ...] = ()) -> dict:
+    """The commit the code ran at, and whether the tree had uncommitted changes (`besides`: paths,
+    relative to `repo`, whose changes do not count, e.g. the file the caller is writing)."""
     def git(*args):
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
                               timeout=10).stdout.strip()
+    excluded = [f":(exclude){path}" for path in besides]
     try:
         return {"commit": git("rev-parse", "HEAD") or None,
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

@@ -14,7 +14,7 @@ from analysis.paper.tables.local_critic import ONE_SEED_NOISE, TABLE1_POINTS, LC
 from analysis.paper.tables.local_critic_ablations import (CRITIC_CONVS, table2_claims, table3_claims, table4_claims,
                                                           table6_claims)
 from analysis.paper.registry import Ours, Published
-from analysis.paper.render import side_by_side, update_record
+from analysis.paper.render import RECORD, side_by_side, update_record
 from analysis.paper.runs import Point, check_runs_dir, final_metric, run_points
 from mpbench.errors import ConfigError
 
@@ -296,3 +296,26 @@ def test_lc_tables_4_and_6_read_the_shared_lc3_run_which_trains_once(tmp_path, s
         bp_sub = json.loads((lc3.parents[1] / f"bp_sub_{k}_s0" / "summary.json").read_text())
         assert bp_sub["algorithm"] == "sub_model_backprop" and bp_sub["status"] == "ok"
         assert table4.loc[k, "BP sub (%) (ours, measured)"] == pytest.approx(100 * bp_sub["final"]["eval_accuracy"])
+
+
+def test_the_record_the_command_rewrites_does_not_make_the_commit_dirty(tmp_path):
+    """Each table's section says the commit it was made at; rewriting docs/REPRODUCTION.md (the
+    command's own output, table after table) is no change to the code, any other file is."""
+    import subprocess
+
+    from mpbench.records import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t", *args], check=True,
+                       capture_output=True)
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "REPRODUCTION.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    (tmp_path / "docs" / "REPRODUCTION.md").write_text("b\n")
+    assert git_commit(tmp_path)["dirty"] and not git_commit(tmp_path, besides=(RECORD,))["dirty"]
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path, besides=(RECORD,))["dirty"]

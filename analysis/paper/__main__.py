@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from analysis.paper import registry
-from analysis.paper.render import update_record, write_table
+from analysis.paper.render import RECORD, update_record, write_table
 from mpbench.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="make every table (make reproduce: at quick scale)")
     parser.add_argument("--scale", default="quick", help=f"one of {', '.join(registry.SCALES)} (default quick)")
     parser.add_argument("--results", type=Path, default=REPO / "results", help="results root (default results/)")
-    parser.add_argument("--record", type=Path, default=REPO / "docs" / "REPRODUCTION.md",
+    parser.add_argument("--record", type=Path, default=REPO / RECORD,
                         help="the reproduction record to update (default docs/REPRODUCTION.md)")
     parser.add_argument("--no-record", action="store_true", help="leave the reproduction record alone")
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ import pandas as pd
 from analysis.paper.claims import Verdict
 from analysis.paper.registry import Ours, PaperTable, Published
 from analysis.report import markdown_table
-from mpbench.records import atomic_write_text, environment_record
+from mpbench.records import atomic_write_text, environment_record, git_commit
 
 
 def side_by_side(published: Published, ours: Ours) -> pd.DataFrame:
@@ -38,10 +38,14 @@ def side_by_side(published: Published, ours: Ours) -> pd.DataFrame:
     return table[[c for c in order if c in table]]
 
 
+RECORD = "docs/REPRODUCTION.md"  # the reproduction record, relative to the repository
+
+
 def record(scale: str, commands: list[str]) -> dict:
     """Where and when the table was made (the machine of this process; each run records its own)."""
-    env = environment_record(Path(__file__).resolve().parents[2])
-    commit = env["git"]
+    repo = Path(__file__).resolve().parents[2]
+    env = environment_record(repo)
+    commit = git_commit(repo, besides=(RECORD,))  # the record this command itself rewrites is no change to the code
     device = ", ".join(env["cuda_devices"]) or f"CPU ({platform.machine()}, {env['cpu_count']} cores)"
     return {"scale": scale, "commit": f"{commit['commit']}{' (uncommitted changes)' if commit['dirty'] else ''}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": env["torch"], "device": device,
