@@ -8,9 +8,10 @@ import pytest
 
 from analysis.paper import registry
 from analysis.paper.__main__ import main
-from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, close, equal_to_paper, ordered
+from analysis.paper.claims import (FAILS, HOLDS, ONE_SEED_NOISE, UNRESOLVED, Verdict, all_of, close, equal_to_paper, noise,
+                                   ordered)
 from analysis.paper.tables import decoupled, local_critic, local_loss, ouroboros
-from analysis.paper.tables.local_critic import ONE_SEED_NOISE, TABLE1_POINTS, LCScale, table1_claims
+from analysis.paper.tables.local_critic import TABLE1_POINTS, LCScale, table1_claims
 from analysis.paper.tables.local_critic_ablations import (CRITIC_CONVS, table2_claims, table3_claims, table4_claims,
                                                           table6_claims)
 from analysis.paper.registry import Ours, Published
@@ -45,6 +46,13 @@ def test_ordered_holds_fails_or_cannot_tell_against_the_noise():
     assert ordered({"a": 1.0, "b": 2.0}, noise=0.0, descending=False).status == HOLDS
     assert ordered({"a": 10.0, "b": 10.5}, noise=1.0, or_equal=True).status == HOLDS
     assert ordered({"a": 10.0, "b": 12.0}, noise=1.0, or_equal=True).status == FAILS
+
+
+def test_a_claim_of_several_parts_and_the_noise_floor():
+    hold, fail, unsure = Verdict(HOLDS, "a"), Verdict(FAILS, "b"), Verdict(UNRESOLVED, "c")
+    assert all_of([hold, hold]).status == HOLDS and all_of([hold, unsure]).status == UNRESOLVED
+    assert all_of([unsure, fail, hold]) == Verdict(FAILS, "c; b; a")
+    assert noise(pd.Series([None, 0.3, 0.7])) == 0.7 and noise(pd.Series([None])) == ONE_SEED_NOISE
 
 
 def test_close_and_equal_to_paper():

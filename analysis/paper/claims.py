@@ -58,6 +58,23 @@ def ordered(values: dict[str, float | None], noise: float, descending: bool = Tr
     return Verdict(UNRESOLVED, f"{shown}: a step is within the noise {noise:.3g}")
 
 
+def all_of(verdicts: list[Verdict]) -> Verdict:
+    """One verdict for a claim made of several: holds if every part holds, fails if any fails."""
+    statuses = {v.status for v in verdicts}
+    status = FAILS if FAILS in statuses else HOLDS if statuses == {HOLDS} else UNRESOLVED
+    return Verdict(status, "; ".join(v.numbers for v in verdicts))
+
+
+# With one seed there is no spread to judge a gap by: an accuracy gap under this many points decides nothing.
+ONE_SEED_NOISE = 2.0
+
+
+def noise(stds: pd.Series, floor: float = ONE_SEED_NOISE) -> float:
+    """The run-to-run noise of a table: its largest std over seeds, or `floor` with one seed."""
+    spread = stds.dropna()
+    return float(spread.max()) if len(spread) else floor
+
+
 def equal_to_paper(columns: list[str], decimals: int) -> Callable[[pd.DataFrame, pd.DataFrame], Verdict]:
     """A check that every cell of `columns` is the paper's printed number: within half a unit of
     its last printed decimal (`decimals`)."""

@@ -54,6 +54,15 @@ def command(preset: str, point: Point, scale_overrides: list[str], seeds: list[i
             f"hydra.sweep.dir={runs_dir}", f"hydra.sweep.subdir={point.slug}_s${{seed}}", "~hydra.callbacks.sweep_summary"]
 
 
+def timed(label: str, algorithm: str, workers: int, steps: int, simulate: bool) -> Point:
+    """A run for its time per iteration on `workers` (one thread each, so that a worker is a core),
+    measured or simulated (simulate=true); `label` gets ", measured" or ", simulated"."""
+    kind = "simulated" if simulate else "measured"
+    return Point(f"{label}, {kind}", (f"algorithm={algorithm}", f"gpus={workers}", "threads_per_worker=1",
+                                      f"simulate={str(simulate).lower()}", f"steps={steps}", f"eval_every={steps}",
+                                      "eval_batches=1"), run=f"{algorithm}_g{workers}_{kind}")
+
+
 def point_config(preset: str, point: Point, scale_overrides: list[str], seed: int) -> dict:
     """The resolved config run.py will record for one point and seed (Hydra's compose API)."""
     with initialize_config_dir(config_dir=str(REPO / "experiments"), version_base="1.3"):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, Claim, Verdict, close, ordered
+from analysis.paper.claims import Claim, Verdict, all_of, close, noise, ordered
 from analysis.paper.registry import Ours, PaperTable, register
-from analysis.paper.runs import Point, final_metric, mean_std, run_points
+from analysis.paper.runs import Point, final_metric, mean_std, run_points, timed
 
 PRESET = "ddg_fr_k"
 KS = (2, 3, 4)
@@ -25,7 +25,6 @@ STEPS_PER_EPOCH = 391  # 50k training images at batch 128
 METHODS = {"DDG": "ddg", "FR": "features_replay", "DGL": "dgl", "data parallel": "data_parallel",
            "backprop": "backprop"}
 ERROR, EPOCH, SIM_EPOCH = "test error (%)", "s per epoch", "s per epoch, simulated"
-ONE_SEED_NOISE = 2.0  # points of test error: a gap under this decides nothing with one seed
 
 
 @dataclass(frozen=True)
@@ -52,19 +51,12 @@ def trained(method: str, k: int, steps: int) -> Point:
                                      "eval_batches=40", milestones), run=f"{algorithm}_k{k}_trained")
 
 
-def timed(method: str, k: int, steps: int, simulate: bool) -> Point:
-    kind = "simulated" if simulate else "measured"
-    return Point(f"{method} K={k} {kind}", (f"algorithm={METHODS[method]}", f"gpus={k}", "threads_per_worker=1",
-                                            f"simulate={str(simulate).lower()}", f"steps={steps}", f"eval_every={steps}",
-                                            "eval_batches=1"), run=f"{METHODS[method]}_g{k}_{kind}")
-
-
 def points(s: Scale) -> tuple[list[Point], list[Point], list[Point]]:
     accuracy = [trained("backprop", 1, s.steps)] + [trained(m, k, s.steps) for m in ("DDG", "FR", "DGL") for k in KS]
     decoupled = ("DDG", "FR", "DGL", "data parallel")
-    measured = [timed("backprop", 1, s.timed_steps, False)] + \
-        [timed(m, k, s.timed_steps, False) for m in decoupled for k in s.measured_ks]
-    simulated = [timed("backprop", 1, s.timed_steps, True)] + [timed(m, k, s.timed_steps, True) for m in decoupled for k in KS]
+    measured, simulated = ([timed(f"{m} K={k}", METHODS[m], k, s.timed_steps, simulate)
+                            for m, k in [("backprop", 1)] + [(m, k) for m in decoupled for k in ks]]
+                           for simulate, ks in ((False, s.measured_ks), (True, KS)))
     return accuracy, measured, simulated
 
 
@@ -83,8 +75,8 @@ def table(scale: str, results: Path) -> Ours:
             name = f"{method} K={k}"
             error = [100.0 - a for a in accuracy_values.get(name, [])]
             rows.append({"method": method, "K": k, ERROR: mean_std(error)[0], "std": mean_std(error)[1],
-                         EPOCH: mean_std(step.get(f"{name} measured", []))[0],
-                         SIM_EPOCH: mean_std(sim.get(f"{name} simulated", []))[0]})
+                         EPOCH: mean_std(step.get(f"{name}, measured", []))[0],
+                         SIM_EPOCH: mean_std(sim.get(f"{name}, simulated", []))[0]})
     note = (f"ResNet-14 (the paper: ResNet-56), {s.steps} iterations (the paper: 64k), {len(seeds)} seed(s), final error "
             f"on {40 * 128} test images; seconds per epoch = {STEPS_PER_EPOCH} x the median time per iteration, "
             f"measured on this machine's CPU cores at K = {', '.join(map(str, s.measured_ks))} (one thread per worker, "
@@ -98,25 +90,14 @@ def _cell(ours: pd.DataFrame, method: str, k: int, column: str) -> float | None:
     return None if row.empty or pd.isna(row[column].iloc[0]) else float(row[column].iloc[0])
 
 
-def _noise(ours: pd.DataFrame) -> float:
-    spread = ours["std"].dropna() if "std" in ours else pd.Series(dtype=float)
-    return float(spread.max()) if len(spread) else ONE_SEED_NOISE
-
-
-def _all(verdicts: list[Verdict]) -> Verdict:
-    statuses = {v.status for v in verdicts}
-    status = FAILS if FAILS in statuses else HOLDS if statuses == {HOLDS} else UNRESOLVED
-    return Verdict(status, "; ".join(v.numbers for v in verdicts))
-
-
 def stale_methods_near_bp(paper, ours: pd.DataFrame) -> Verdict:
     bp = _cell(ours, "backprop", 1, ERROR)
-    tolerance = max(0.5, _noise(ours))
-    return _all([close(_cell(ours, m, k, ERROR), bp, tolerance) for m in ("DDG", "FR") for k in KS])
+    tolerance = max(0.5, noise(ours["std"]))
+    return all_of([close(_cell(ours, m, k, ERROR), bp, tolerance) for m in ("DDG", "FR") for k in KS])
 
 
 def dgl_degrades(paper, ours: pd.DataFrame) -> Verdict:
-    return ordered({f"DGL K={k}": _cell(ours, "DGL", k, ERROR) for k in KS}, noise=_noise(ours), descending=False)
+    return ordered({f"DGL K={k}": _cell(ours, "DGL", k, ERROR) for k in KS}, noise=noise(ours["std"]), descending=False)
 
 
 def decoupling_buys_little(paper, ours: pd.DataFrame) -> Verdict:

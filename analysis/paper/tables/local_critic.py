@@ -22,7 +22,7 @@ import torch
 from omegaconf import OmegaConf
 
 from algorithms.local_learning.local_critic import LocalCritic, LocalCriticSettings
-from analysis.paper.claims import Claim, close, equal_to_paper, ordered
+from analysis.paper.claims import Claim, close, equal_to_paper, noise, ordered
 from analysis.paper.registry import Ours, PaperTable, register
 from analysis.paper.runs import Point, final_metric, mean_std, run_points
 from models import build_model
@@ -102,8 +102,6 @@ class LCScale:
 
 
 LC_SCALES = {"quick": LCScale(8, 16, 400, (0,), 0.1), "full": LCScale(2, 64, 20000, (0, 1, 2), 0.003)}
-# With one seed there is no spread to judge a gap by: a gap under this many points decides nothing.
-ONE_SEED_NOISE = 2.0
 
 
 def run_lc_points(points: list[Point], scale: str, results: Path) -> tuple[Path, list[str]]:
@@ -124,12 +122,6 @@ def table1(scale: str, results: Path) -> Ours:
     runs_dir, commands = run_lc_points(TABLE1_POINTS, scale, results)
     rows, missing = accuracy_rows(runs_dir, TABLE1_POINTS, scale, "method")
     return Ours(rows, how="measured", scale_note=LC_SCALES[scale].note(), commands=commands, missing=missing)
-
-
-def noise(stds: pd.Series) -> float:
-    """The run-to-run noise of a table: its largest std over seeds, or the one-seed floor."""
-    spread = stds.dropna()
-    return float(spread.max()) if len(spread) else ONE_SEED_NOISE
 
 
 def value(ours: pd.DataFrame, key: str, label: str, column: str = "accuracy (%)") -> float | None:

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, Claim, Verdict, close, ordered
+from analysis.paper.claims import Claim, Verdict, all_of, close, noise, ordered
 from analysis.paper.registry import Ours, PaperTable, register
 from analysis.paper.runs import Point, algorithm_facts, final_metric, mean_std
-from analysis.paper.tables.local_critic import (LC3, LC_SCALES, SPLITS, accuracy_rows, noise, run_lc_points,
-                                                value)
+from analysis.paper.tables.local_critic import LC3, LC_SCALES, SPLITS, accuracy_rows, run_lc_points, value
 
 def budgets(runs: str, quick_minutes: int) -> dict[str, str]:
     return {"quick": f"as lc_table1's LC (3) (width / 8, critics 16 filters, 400 iterations, 1 seed), {runs}: "
@@ -130,9 +129,7 @@ def every_lc_sub_model_above(paper, ours: pd.DataFrame) -> Verdict:
                          f"BP sub {k}": row["BP sub (%)"] if pd.notna(row["BP sub (%)"]) else None},
                         noise=noise(pd.concat([ours["BP std"], ours["LC std"]])))
                 for k, (_, row) in zip(SUB_MODELS, ours.iterrows())]
-    statuses = {v.status for v in verdicts}
-    status = FAILS if FAILS in statuses else HOLDS if statuses == {HOLDS} else UNRESOLVED
-    return Verdict(status, "; ".join(v.numbers for v in verdicts))
+    return all_of(verdicts)
 
 
 def table4_claims() -> tuple[Claim, ...]:

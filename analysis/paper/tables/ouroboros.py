@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, Claim, Verdict, ordered
+from analysis.paper.claims import FAILS, HOLDS, UNRESOLVED, Claim, Verdict, all_of, ordered
 from analysis.paper.registry import Ours, PaperTable, register
-from analysis.paper.runs import Point, final_metric, mean_std, run_points
+from analysis.paper.runs import Point, final_metric, mean_std, run_points, timed
 
 PRESET = "ouroboros_k"
 KS = (1, 2, 3, 4, 5)
@@ -55,21 +55,14 @@ def trained(k: int, steps: int, semantics: str = "S", dataset: tuple[str, ...] =
     return Point(label(k, semantics), (*method, *dataset, f"steps={steps}", f"eval_every={steps}"), run=run)
 
 
-def timed(algorithm: str, workers: int, steps: int, simulate: bool) -> Point:
-    kind = "simulated" if simulate else "measured"
-    return Point(f"{algorithm} on {workers} workers, {kind}",
-                 (f"algorithm={algorithm}", f"gpus={workers}", "threads_per_worker=1", f"simulate={str(simulate).lower()}",
-                  f"steps={steps}", f"eval_every={steps}", "eval_batches=1"), run=f"{algorithm}_g{workers}_{kind}")
-
-
 ROWS = [(k, "S") for k in KS] + [(SEMANTICS_AT, "H"), (SEMANTICS_AT, "R")]  # (K, semantics)
 
 
 def points(s: Scale) -> tuple[list[Point], list[Point], list[Point]]:
     shakespeare = [trained(k, s.steps, semantics) for k, semantics in ROWS]
     wikitext = [trained(k, s.wikitext_steps, dataset=WIKITEXT) for k in s.wikitext_ks]
-    speed = [timed(a, w, s.timed_steps, False) for w in s.measured_workers for a in ("data_parallel", "ouroboros")]
-    speed += [timed(a, w, s.timed_steps, True) for w in s.simulated_workers for a in ("data_parallel", "ouroboros")]
+    speed = [timed(f"{a} on {w} workers", a, w, s.timed_steps, simulate) for simulate in (False, True)
+             for w in (s.simulated_workers if simulate else s.measured_workers) for a in ("data_parallel", "ouroboros")]
     return shakespeare, wikitext, speed
 
 
@@ -129,9 +122,7 @@ def comparable_accuracy(column: str, tolerance: Callable[[float], float]) -> Cal
         if bp is None or not ks:
             return Verdict(UNRESOLVED, f"{column}: backprop or every Ouroboros run is missing")
         verdicts = [ordered({label(1): bp, name: v}, noise=tolerance(bp), or_equal=True) for name, v in ks.items()]
-        statuses = {v.status for v in verdicts}
-        status = FAILS if FAILS in statuses else HOLDS if statuses == {HOLDS} else UNRESOLVED
-        return Verdict(status, "; ".join(v.numbers for v in verdicts))
+        return all_of(verdicts)
     return check
 
 
