@@ -190,10 +190,17 @@ class ReportSpec(Settings):
 class SimulatorSpec(Settings):
     """The calibrated simulator (mpbench/simulate/, docs/simulator.md)."""
 
-    link: Literal["measured", "nvlink4", "pcie4", "infiniband_hdr", "ethernet_100g", "ethernet_10g"] = "measured"
+    link: Literal["measured", "nvlink4", "pcie4", "infiniband_hdr", "infiniband_hdr100", "ethernet_100g", "ethernet_10g"] = "measured"
     """Link latency and bandwidth: measured by a ping-pong over gloo/NCCL on this machine (cached), or a preset."""
     alongside: Literal["oversubscribed", "always", "never"] = "oversubscribed"
     """Which measured runs also get a simulated step and speed-up in their summary (labelled simulated)."""
+    profile_rows: int = 256
+    """Most rows of a batch the profile times; the costs of larger (micro)batches, and of the one-worker reference of a
+    large global batch, are that size's scaled linearly (time per row is flat once a batch fills the device)."""
+
+    def __post_init__(self):
+        if self.profile_rows < 1:
+            raise ValueError(f"profile_rows must be a positive number of rows, got {self.profile_rows!r}")
 
 
 @dataclass(frozen=True)

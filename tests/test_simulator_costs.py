@@ -41,6 +41,22 @@ def test_each_block_has_times_and_bytes():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_a_batch_larger_than_the_rows_profiled_is_extrapolated_linearly():
+    inputs, targets = torch.randn(8, 32), torch.randint(0, 5, (8,))
+    capped = Profiler(small_model(), inputs, targets, lambda params: make_optimizer(params, OptimizerSpec(name="adamw")),
+                      repeats=3, batch_size=64)
+    at_8, at_32, at_64, at_100 = capped.blocks(8), capped.blocks(32), capped.blocks(64), capped.blocks(100)
+    assert capped.rows_timed == [8]  # nothing above the rows it holds is timed
+    for a, b, c, d in zip(at_8, at_32, at_64, at_100):
+        assert b.forward_s == pytest.approx(4 * a.forward_s) and c.backward_s == pytest.approx(8 * a.backward_s)
+        assert b.output_bytes == 4 * a.output_bytes and c.kept_bytes == 8 * a.kept_bytes
+        assert c.optimizer_s == a.optimizer_s and c.parameter_bytes == a.parameter_bytes  # per step, not per row
+        assert d == c  # no more than the run's batch
+    head = capped.head("probe", lambda: nn.Linear(64, 5), 0, lambda m, h, t: nn.functional.cross_entropy(m(h), t))
+    assert head == capped.head("probe", None, 0, None)  # timed once, on the 8 rows held
+    assert head.forward_s == pytest.approx(8 * capped._heads["'probe'"].forward_s)
+
+
 def test_a_kept_profile_is_read_back_without_timing_again(tmp_path, monkeypatch):
     store = tmp_path / "profile.json"
     first = profiler(small_model(), store)

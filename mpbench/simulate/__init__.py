@@ -83,15 +83,21 @@ def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
     torch.manual_seed(spec.seed)
     model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
     inputs, targets = data.train_batch(0, spec.batch_size)
-    return Profiler(model, to_device(inputs, device, dtype), to_device(targets, device, None),
-                    lambda params: make_optimizer(params, spec.optimizer), store=profile_store(spec, device, threads))
+    rows = rows_profiled(spec)  # larger sizes are extrapolated from it (mpbench/simulate/costs.py)
+    return Profiler(model, to_device(inputs[:rows], device, dtype), to_device(targets[:rows], device, None),
+                    lambda params: make_optimizer(params, spec.optimizer), store=profile_store(spec, device, threads),
+                    batch_size=spec.batch_size)
+
+
+def rows_profiled(spec) -> int:
+    return min(spec.batch_size, spec.simulator.profile_rows)
 
 
 def profile_store(spec, device: torch.device, threads: int) -> Path:
     """Where the profile of this model, data, batch, dtype, optimizer, device and thread count on this
     machine is kept (cache_dir/simulator/): every point of a sweep is simulated from the same one."""
     what = {"model": [spec.model, repr(spec.model_settings)], "dataset": [spec.dataset, repr(spec.dataset_settings)],
-            "batch_size": spec.batch_size, "seed": spec.seed, "dtype": spec.dtype, "optimizer": repr(spec.optimizer),
+            "batch_size": rows_profiled(spec), "seed": spec.seed, "dtype": spec.dtype, "optimizer": repr(spec.optimizer),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "threads": threads,
             "host": socket.gethostname(), "torch": torch.__version__, "method": PROFILE_METHOD}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
@@ -126,7 +132,8 @@ def simulation_record(ran: Simulated, reference: Simulated, spec, data_info, pro
         "link": {"latency_s": link.latency_s, "bytes_per_s": link.bytes_per_s,
                  "reduce_bytes_per_s": link.reduce_bytes_per_s, "source": link.source},
         "profiled_on": {"device": str(device), "threads": threads, "dtype": spec.dtype,
-                        "rows_timed": sorted(profiler.rows_timed), "kept_in": str(profiler.store)},
+                        "rows_timed": sorted(profiler.rows_timed), "kept_in": str(profiler.store),
+                        "extrapolated_above_rows": profiler.rows_profiled},
         "compute_scale": profiler.calibration()[0], "step_overhead_s": profiler.calibration()[1],
     }
     if data_info.task == "lm":

@@ -14,7 +14,10 @@ It also records what memory the simulator charges: the bytes of each block's out
 at a cut after it), of the activations autograd keeps for its backward (saved tensors that are
 not parameters), and of its parameters. The last block's costs include the loss. Costs depend
 on the rows of a (micro)batch, and not linearly at small sizes, so each plan asks for the rows it
-runs (a pipeline's microbatch, a replica's shard) and each size is timed once.
+runs (a pipeline's microbatch, a replica's shard) and each size is timed once. Sizes above the
+rows the profiler holds (`simulator.profile_rows`) are that size's costs scaled linearly: time
+and activations per row are flat once a batch fills the device, and a global batch of thousands
+of rows (a 512-worker sweep, its one-worker reference) could not be timed in minutes.
 
 `calibration` ties the parts to the whole: one whole backprop step (forward, loss, backward,
 optimizer) is timed too; what the parts miss is a per-step overhead charged on every worker, and
@@ -151,15 +154,18 @@ def _bytes(params) -> int:
 
 
 class Profiler:
-    """Per-block costs of `model` on rows of `inputs` (one global batch) and `targets`.
+    """Per-block costs of `model` on rows of `inputs` (the first rows of one global batch of
+    `batch_size`, default all of them) and `targets`.
 
     Without `targets` the last block is timed without the loss (its backward from ones), and
-    without `make_optimizer` optimizer steps cost nothing: the balance profiler's use.
+    without `make_optimizer` optimizer steps cost nothing: the balance profiler's use. Costs of
+    more rows than `inputs` holds are extrapolated linearly (`blocks`, `head`).
     """
 
     def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
-                 make_optimizer, repeats: int = 7, store: Path | None = None):
+                 make_optimizer, repeats: int = 7, store: Path | None = None, batch_size: int | None = None):
         self.model, self.inputs, self.targets = model, inputs, targets
+        self._batch_size = batch_size or len(inputs)
         self.make_optimizer = make_optimizer  # params -> torch.optim.Optimizer (the run's)
         self.repeats = repeats
         self._blocks: dict[int, tuple[BlockCost, ...]] = {}
@@ -201,17 +207,28 @@ class Profiler:
 
     @property
     def batch_size(self) -> int:
+        """The run's global batch (rows), which may exceed the rows profiled."""
+        return self._batch_size
+
+    @property
+    def rows_profiled(self) -> int:
+        """The most rows timed; larger sizes are this one's costs scaled linearly."""
         return len(self.inputs)
 
     def blocks(self, rows: int) -> tuple[BlockCost, ...]:
-        """Each block's costs on `rows` rows of the batch (timed once per size), calibrated."""
-        scale = self.calibration()[0]
-        return tuple(replace(c, forward_s=c.forward_s * scale, backward_input_s=c.backward_input_s * scale,
-                             backward_weight_s=c.backward_weight_s * scale, optimizer_s=c.optimizer_s * scale)
-                     for c in self._timed_blocks(rows))
+        """Each block's costs on `rows` rows of the batch (timed once per size, extrapolated
+        linearly above `rows_profiled`), calibrated."""
+        rows = max(1, min(rows, self.batch_size))
+        timed_rows = min(rows, self.rows_profiled)
+        scale, per_row = self.calibration()[0], rows / timed_rows
+        return tuple(replace(c, forward_s=c.forward_s * scale * per_row,
+                             backward_input_s=c.backward_input_s * scale * per_row,
+                             backward_weight_s=c.backward_weight_s * scale * per_row, optimizer_s=c.optimizer_s * scale,
+                             output_bytes=round(c.output_bytes * per_row), kept_bytes=round(c.kept_bytes * per_row))
+                     for c in self._timed_blocks(timed_rows))
 
     def _timed_blocks(self, rows: int) -> tuple[BlockCost, ...]:
-        rows = max(1, min(rows, self.batch_size))
+        rows = max(1, min(rows, self.rows_profiled))
         if rows not in self._blocks:
             self._blocks[rows] = self._profile(rows)
             self._save()
@@ -287,7 +304,7 @@ class Profiler:
         """
         if self.targets is None or self.make_optimizer is None:
             return 1.0, 0.0
-        timed = self._timed_blocks(self.batch_size)  # first: the whole step is timed right after its parts
+        timed = self._timed_blocks(self.rows_profiled)  # first: the whole step is timed right after its parts
         if self._whole_step_s is None:
             self._whole_step_s = self._time_whole_step()
             self._save()
@@ -318,13 +335,16 @@ class Profiler:
 
     def head(self, key, make_module, boundary: int, call) -> HeadCost:
         """A local module (`make_module()`, timed once per `key`) on block `boundary`'s output
-        (the whole batch): its forward, `call(module, h, targets)` (a local loss, or the
-        module's output), its whole backward and an Adam step over its parameters."""
+        (the whole batch; extrapolated linearly above `rows_profiled`): its forward,
+        `call(module, h, targets)` (a local loss, or the module's output), its whole backward
+        and an Adam step over its parameters."""
         key = repr(key)
         if key not in self._heads:
             self._heads[key] = self._head(make_module(), boundary, call)
             self._save()
-        return self._heads[key]
+        cost, per_row = self._heads[key], self.batch_size / self.rows_profiled
+        return replace(cost, forward_s=cost.forward_s * per_row, backward_s=cost.backward_s * per_row,
+                       kept_bytes=round(cost.kept_bytes * per_row))
 
     def _boundary_outputs(self) -> list[torch.Tensor]:
         if self._outputs is None:

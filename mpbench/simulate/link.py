@@ -50,6 +50,8 @@ PRESETS = {  # nominal: latency and one-direction bandwidth per link
     "nvlink4": Link(3e-6, 450e9, "preset nvlink4 (H100 NVLink 4, 450 GB/s)"),
     "pcie4": Link(5e-6, 25e9, "preset pcie4 (PCIe 4.0 x16, 25 GB/s)"),
     "infiniband_hdr": Link(5e-6, 25e9, "preset infiniband_hdr (200 Gb/s HDR)"),
+    # 100 Gb/s to each node: Frontera's HDR100 InfiniBand and Stampede2's Omni-Path (HyPar-Flow's clusters)
+    "infiniband_hdr100": Link(5e-6, 12.5e9, "preset infiniband_hdr100 (100 Gb/s HDR100)"),
     "ethernet_100g": Link(2e-5, 12e9, "preset ethernet_100g (100 GbE)"),
     "ethernet_10g": Link(5e-5, 1.2e9, "preset ethernet_10g (10 GbE)"),
 }
