@@ -57,6 +57,31 @@ def test_a_batch_larger_than_the_rows_profiled_is_extrapolated_linearly():
     assert head.forward_s == pytest.approx(8 * capped._heads["'probe'"].forward_s)
 
 
+def test_a_timing_disturbed_by_other_load_is_taken_again_recorded_and_not_trusted_later(tmp_path, monkeypatch):
+    import mpbench.simulate.costs as costs
+    busy = {"interference": "other processes used 1.0 cores meanwhile"}
+    monkeypatch.setattr(costs, "load_record", lambda before, after, spread: busy)
+    taken = []
+    real_profile = Profiler._profile
+    monkeypatch.setattr(Profiler, "_profile", lambda self, rows: taken.append(rows) or real_profile(self, rows))
+    store = tmp_path / "profile.json"
+    first = profiler(small_model(), store)
+    first.retake_disturbed = True
+    first.blocks(8)
+    assert taken == [16, 16, 8, 8]  # each size once more (the calibration's full batch first)
+    assert "rows 8: other processes used 1.0 cores" in first.interference and "whole step" in first.interference
+    busy = {"interference": None}  # a quiet machine: the next run takes the disturbed timings again
+    taken.clear()
+    second = profiler(small_model(), store)
+    second.retake_disturbed = True
+    second.blocks(8)
+    assert taken == [16, 8] and second.interference is None
+    taken.clear()
+    third = profiler(small_model(), store)
+    third.blocks(8)
+    assert taken == []  # quiet timings are kept
+
+
 def test_a_kept_profile_is_read_back_without_timing_again(tmp_path, monkeypatch):
     store = tmp_path / "profile.json"
     first = profiler(small_model(), store)

@@ -19,6 +19,11 @@ rows the profiler holds (`simulator.profile_rows`) are that size's costs scaled 
 and activations per row are flat once a batch fills the device, and a global batch of thousands
 of rows (a 512-worker sweep, its one-worker reference) could not be timed in minutes.
 
+A profile is kept and reused by every later point, so one taken while other processes loaded the
+machine would skew all of them: each timing is taken again once if the machine's load says it
+was disturbed (mpbench/machine_load.py, as measured runs are flagged), a second disturbed one is
+kept but named in `interference`, and a kept disturbed timing is taken again by the next run.
+
 `calibration` ties the parts to the whole: one whole backprop step (forward, loss, backward,
 optimizer) is timed too; what the parts miss is a per-step overhead charged on every worker, and
 parts that add up to more than the whole are scaled down to it.
@@ -38,6 +43,7 @@ from torch import nn
 
 from mpbench.blocks import BlockModel
 from mpbench.errors import ConfigError
+from mpbench.machine_load import load_record, snapshot
 from mpbench.records import atomic_write_text
 
 
@@ -163,8 +169,12 @@ class Profiler:
     """
 
     def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
-                 make_optimizer, repeats: int = 7, store: Path | None = None, batch_size: int | None = None):
+                 make_optimizer, repeats: int = 7, store: Path | None = None, batch_size: int | None = None,
+                 retake_disturbed: bool = False):
         self.model, self.inputs, self.targets = model, inputs, targets
+        # The simulator's profile is taken alone; balance=profile's runs in every worker at once, where
+        # the others' load is the run's own and says nothing.
+        self.retake_disturbed = retake_disturbed
         self._batch_size = batch_size or len(inputs)
         self.make_optimizer = make_optimizer  # params -> torch.optim.Optimizer (the run's)
         self.repeats = repeats
@@ -172,6 +182,7 @@ class Profiler:
         self._optimizer_s: list[float] | None = None
         self._whole_step_s: float | None = None
         self._heads: dict[str, HeadCost] = {}
+        self._disturbed: dict[str, str] = {}  # timing ("rows 16", "whole step") -> what disturbed it
         self._outputs: list[torch.Tensor] | None = None
         # Timings kept on disk (one file per model, data, batch, dtype, device, threads and machine), so
         # that every point of a scaling sweep, and a later sweep, is simulated from one profile.
@@ -186,8 +197,12 @@ class Profiler:
             blocks = {int(rows): tuple(BlockCost(**c) for c in costs) for rows, costs in saved["blocks"].items()}
             heads = {key: HeadCost(**cost) for key, cost in saved["heads"].items()}
             optimizer_s, whole = saved["optimizer_s"], saved["whole_step_s"]
+            disturbed = {str(k): str(v) for k, v in saved.get("disturbed", {}).items()}
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return  # none yet, or unreadable: profile again (and replace it)
+        # a timing disturbed by other load is not trusted: this run takes it again
+        blocks = {rows: costs for rows, costs in blocks.items() if f"rows {rows}" not in disturbed}
+        whole = None if "whole step" in disturbed else whole
         self._blocks, self._heads, self._optimizer_s, self._whole_step_s = blocks, heads, optimizer_s, whole
 
     def _save(self) -> None:
@@ -195,7 +210,7 @@ class Profiler:
             return
         saved = {"blocks": {rows: [asdict(c) for c in costs] for rows, costs in self._blocks.items()},
                  "heads": {key: asdict(c) for key, c in self._heads.items()},
-                 "optimizer_s": self._optimizer_s, "whole_step_s": self._whole_step_s}
+                 "optimizer_s": self._optimizer_s, "whole_step_s": self._whole_step_s, "disturbed": self._disturbed}
         try:
             atomic_write_text(self.store, json.dumps(saved))
         except OSError:
@@ -204,6 +219,26 @@ class Profiler:
     @property
     def rows_timed(self) -> list[int]:
         return sorted(self._blocks)
+
+    @property
+    def interference(self) -> str | None:
+        """What disturbed the timings this profile holds (other processes' load), or None."""
+        return "; ".join(f"{what}: {why}" for what, why in self._disturbed.items()) or None
+
+    def _taken_quietly(self, what: str, take):
+        """`take()`, once more if the machine's load disturbed it; a second disturbed one is kept
+        and recorded (`interference`)."""
+        if not self.retake_disturbed:
+            return take()
+        for _ in range(2):
+            before = snapshot()
+            result = take()
+            why = load_record(before, snapshot(), spread=None)["interference"]
+            if why is None:
+                self._disturbed.pop(what, None)
+                return result
+        self._disturbed[what] = why
+        return result
 
     @property
     def batch_size(self) -> int:
@@ -230,7 +265,7 @@ class Profiler:
     def _timed_blocks(self, rows: int) -> tuple[BlockCost, ...]:
         rows = max(1, min(rows, self.rows_profiled))
         if rows not in self._blocks:
-            self._blocks[rows] = self._profile(rows)
+            self._blocks[rows] = self._taken_quietly(f"rows {rows}", lambda: self._profile(rows))
             self._save()
         return self._blocks[rows]
 
@@ -306,7 +341,7 @@ class Profiler:
             return 1.0, 0.0
         timed = self._timed_blocks(self.rows_profiled)  # first: the whole step is timed right after its parts
         if self._whole_step_s is None:
-            self._whole_step_s = self._time_whole_step()
+            self._whole_step_s = self._taken_quietly("whole step", self._time_whole_step)
             self._save()
         parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in timed)
         if self._whole_step_s >= parts or parts <= 0:

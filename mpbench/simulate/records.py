@@ -45,6 +45,7 @@ def simulated_summary(spec, topology, data, run_dir: Path) -> dict:
                **{k: v for k, v in topology.as_record().items() if k != "workers"},
                "simulation": simulation_of(spec, topology, data, run_dir),
                "environment": environment_record(REPO)}
+    summary["interference"] = summary["simulation"]["profiled_on"]["interference"]  # as a measured run's is flagged
     summary["digests"] = file_digests(run_dir)
     summary.update(started_at=started, finished_at=time.time(), wall_time_s=time.time() - started)
     return summary
