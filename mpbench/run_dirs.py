@@ -20,6 +20,7 @@ Three rules protect what a run leaves behind:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import socket
@@ -127,13 +128,33 @@ def _essence(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in RUN_CONTROL_KEYS}
 
 
+# Settings added after runs were recorded, with the value that does what those runs did: a run
+# recorded before a key existed is a run of that value (so that upgrading the suite keeps its
+# finished runs; a run of any other value is another config). Add a line with each new setting.
+ADDED_SETTINGS = {("simulator", "profile_rows"): 256}  # earlier: the whole batch timed (the same up to 256 rows)
+
+
+def _with_added_settings(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    for path, value in ADDED_SETTINGS.items():
+        section = config
+        for key in path[:-1]:
+            section = section.get(key) if isinstance(section.get(key), dict) else None
+            if section is None:
+                break
+        if section is not None:
+            section.setdefault(path[-1], value)
+    return config
+
+
 def recorded_config(run_dir: Path) -> dict | None:
-    """The resolved config in `run_dir`/config.yaml; None if missing or unreadable."""
+    """The resolved config in `run_dir`/config.yaml (with the settings added since at the values
+    it ran with: ADDED_SETTINGS); None if missing or unreadable."""
     try:
         config = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / "config.yaml"), resolve=True)
     except Exception:  # noqa: BLE001 - missing, not YAML, not a mapping, unresolvable: not usable
         return None
-    return config if isinstance(config, dict) else None
+    return _with_added_settings(config) if isinstance(config, dict) else None
 
 
 def same_run(run_dir: Path, config: dict) -> bool:
