@@ -198,9 +198,15 @@ class SimulatorSpec(Settings):
     """Most rows of a batch the profile times; the costs of larger (micro)batches, and of the one-worker reference of a
     large global batch, are that size's scaled linearly (time per row is flat once a batch fills the device)."""
 
+    worker_speed: float = 1.0
+    """A what-if: each simulated worker computes this many times faster than the profiled one (e.g. a many-core
+    cluster node against one core here); links and bytes are unchanged. 1: the profile's own speed."""
+
     def __post_init__(self):
         if self.profile_rows < 1:
             raise ValueError(f"profile_rows must be a positive number of rows, got {self.profile_rows!r}")
+        if not self.worker_speed > 0:
+            raise ValueError(f"worker_speed must be a positive factor, got {self.worker_speed!r}")
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,19 @@ def test_a_batch_larger_than_the_rows_profiled_is_extrapolated_linearly():
     assert head.forward_s == pytest.approx(8 * capped._heads["'probe'"].forward_s)
 
 
+def test_a_faster_worker_divides_every_compute_time_and_nothing_else(tmp_path):
+    store = tmp_path / "profile.json"
+    here = profiler(small_model(), store)
+    costs, overhead = here.blocks(16), here.step_overhead_s()
+    faster = profiler(small_model(), store)  # the same kept profile, read as workers 4 times as fast
+    faster.worker_speed = 4.0
+    for a, b in zip(costs, faster.blocks(16)):
+        assert b.forward_s == pytest.approx(a.forward_s / 4) and b.backward_weight_s == pytest.approx(a.backward_weight_s / 4)
+        assert b.optimizer_s == pytest.approx(a.optimizer_s / 4)
+        assert (b.output_bytes, b.kept_bytes, b.parameter_bytes) == (a.output_bytes, a.kept_bytes, a.parameter_bytes)
+    assert faster.step_overhead_s() == pytest.approx(overhead / 4)
+
+
 def test_a_timing_disturbed_by_other_load_is_taken_again_recorded_and_not_trusted_later(tmp_path, monkeypatch):
     import mpbench.simulate.costs as costs
     busy = {"interference": "other processes used 1.0 cores meanwhile"}

@@ -86,7 +86,7 @@ def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
     rows = rows_profiled(spec)  # larger sizes are extrapolated from it (mpbench/simulate/costs.py)
     return Profiler(model, to_device(inputs[:rows], device, dtype), to_device(targets[:rows], device, None),
                     lambda params: make_optimizer(params, spec.optimizer), store=profile_store(spec, device, threads),
-                    batch_size=spec.batch_size, retake_disturbed=True)
+                    batch_size=spec.batch_size, retake_disturbed=True, worker_speed=spec.simulator.worker_speed)
 
 
 def rows_profiled(spec) -> int:
@@ -135,7 +135,8 @@ def simulation_record(ran: Simulated, reference: Simulated, spec, data_info, pro
                         "rows_timed": sorted(profiler.rows_timed), "kept_in": str(profiler.store),
                         "extrapolated_above_rows": profiler.rows_profiled,
                         "interference": profiler.interference},
-        "compute_scale": profiler.calibration()[0], "step_overhead_s": profiler.calibration()[1],
+        "compute_scale": profiler.calibration()[0], "step_overhead_s": profiler.step_overhead_s(),
+        "worker_speed": profiler.worker_speed,
     }
     if data_info.task == "lm":
         record["tokens_per_s"] = spec.batch_size * data_info.input_shape[0] / ran.step_s

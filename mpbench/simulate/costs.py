@@ -170,8 +170,9 @@ class Profiler:
 
     def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
                  make_optimizer, repeats: int = 7, store: Path | None = None, batch_size: int | None = None,
-                 retake_disturbed: bool = False):
+                 retake_disturbed: bool = False, worker_speed: float = 1.0):
         self.model, self.inputs, self.targets = model, inputs, targets
+        self.worker_speed = worker_speed  # a what-if: every compute time divided by it (the profile stays this machine's)
         # The simulator's profile is taken alone; balance=profile's runs in every worker at once, where
         # the others' load is the run's own and says nothing.
         self.retake_disturbed = retake_disturbed
@@ -255,7 +256,7 @@ class Profiler:
         linearly above `rows_profiled`), calibrated."""
         rows = max(1, min(rows, self.batch_size))
         timed_rows = min(rows, self.rows_profiled)
-        scale, per_row = self.calibration()[0], rows / timed_rows
+        scale, per_row = self.calibration()[0] / self.worker_speed, rows / timed_rows
         return tuple(replace(c, forward_s=c.forward_s * scale * per_row,
                              backward_input_s=c.backward_input_s * scale * per_row,
                              backward_weight_s=c.backward_weight_s * scale * per_row, optimizer_s=c.optimizer_s * scale,
@@ -326,7 +327,7 @@ class Profiler:
         return self._optimizer_s
 
     def step_overhead_s(self) -> float:
-        return self.calibration()[1]
+        return self.calibration()[1] / self.worker_speed
 
     def calibration(self) -> tuple[float, float]:
         """(scale, overhead_s): how block timings become the whole step they are parts of.
@@ -378,8 +379,9 @@ class Profiler:
             self._heads[key] = self._head(make_module(), boundary, call)
             self._save()
         cost, per_row = self._heads[key], self.batch_size / self.rows_profiled
-        return replace(cost, forward_s=cost.forward_s * per_row, backward_s=cost.backward_s * per_row,
-                       kept_bytes=round(cost.kept_bytes * per_row))
+        per_row_s = per_row / self.worker_speed
+        return replace(cost, forward_s=cost.forward_s * per_row_s, backward_s=cost.backward_s * per_row_s,
+                       optimizer_s=cost.optimizer_s / self.worker_speed, kept_bytes=round(cost.kept_bytes * per_row))
 
     def _boundary_outputs(self) -> list[torch.Tensor]:
         if self._outputs is None:
