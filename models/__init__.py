@@ -4,6 +4,7 @@ the dataset's `DataInfo`, registered here under the name the `model` config grou
     gpt.py      GPT-2-style causal Transformer (tied embedding), char or word level
     resnet.py   CIFAR ResNets: basic (20, 56, 110) and pre-activation bottleneck (164, 1001)
     lc_vgg.py   the Local Critic paper's 11-conv VGG-like network
+    dgl_cnn.py  the 3-layer conv5x5 CIFAR CNN of DGL's comparison with DNI, and its heads
     mlp.py      a small multilayer perceptron, for fast equivalence tests
     custom.py   your own model: a function returning a BlockModel or an nn.Sequential
     heads.py    local heads on a block's output (critics, synthetic-gradient modules), by shape
@@ -20,11 +21,12 @@ from dataclasses import fields, is_dataclass
 from mpbench.blocks import BlockModel
 from mpbench.data.base import DataInfo
 from mpbench.registry import MODELS, register_model
-from models import custom, gpt, lc_vgg, mlp, resnet
+from models import custom, dgl_cnn, gpt, lc_vgg, mlp, resnet
 
 register_model("gpt", gpt.GPTSettings, gpt.build)
 register_model("resnet", resnet.ResNetSettings, resnet.build)
 register_model("lc_vgg", lc_vgg.LCVGGSettings, lc_vgg.build)
+register_model("dgl_cnn", dgl_cnn.DGLCNNSettings, dgl_cnn.build)
 register_model("mlp", mlp.MLPSettings, mlp.build)
 register_model("custom", custom.CustomModelSettings, custom.build)
 

@@ -28,7 +28,7 @@ from torch import nn
 from mpbench.blocks import BlockModel
 from mpbench.data.base import DataInfo
 from mpbench.settings import Settings, check_range
-from models.common import require_images
+from models.common import Classifier, require_images
 from models.heads import CRITIC_WIDTH, ShapedHeads, init_weights, make_critic  # noqa: F401 (the paper's critic)
 
 WIDTHS = (64, 64, 128, 128, 128, 256, 256, 256, 512, 512, 512)
@@ -71,17 +71,6 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.relu(self.bn(self.conv(x)))
-
-
-class Classifier(nn.Module):
-    """Flatten the last feature map and apply one fully connected layer (no pooling)."""
-
-    def __init__(self, in_features: int, num_classes: int):
-        super().__init__()
-        self.fc = nn.Linear(in_features, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(x, 1))
 
 
 def feature_shapes(settings: LCVGGSettings, data: DataInfo) -> list[tuple[int, int, int]]:

@@ -24,7 +24,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "experiments"
 OPTIONS = [(group, path.stem) for group in [*GROUPS, "experiment"] for path in sorted((CONFIG_DIR / group).glob("*.yaml"))]
 # Choices that need a matching partner to form a valid run.
 PARTNERS = {"resnet20": ["dataset=cifar10"], "resnet110": ["dataset=cifar10"],
-            "resnet1001": ["dataset=cifar10"], "lc_vgg": ["dataset=cifar10"], "mlp": ["dataset=fashion_mnist"],
+            "resnet1001": ["dataset=cifar10"], "lc_vgg": ["dataset=cifar10"], "dgl_cnn": ["dataset=cifar10"],
+            "mlp": ["dataset=fashion_mnist"],
             "data_parallel": ["gpus=2"], "custom": ["model.target=examples.char_mlp:build"]}
 
 

@@ -7,6 +7,8 @@ Reference counts:
   (1.7M / 10.2M); the exact integers 1,703,258 and 10,327,706 agree with the CIFAR-10 table of
   osmr/imgclsmob (PreResNet-164(BN), PreResNet-1001).
 - lc_vgg and its critics: docs/algorithms/local_learning.md §8 (reproducing the LC paper's Table 5).
+- dgl_cnn: the network of the authors' released DGL-vs-DNI scripts (eugenium/DGL, dni_comparisons/):
+  831,242 parameters at 128 filters, as their printed model adds up.
 """
 
 import copy
@@ -16,6 +18,7 @@ import torch
 
 from algorithms.local_learning.exits import count_flop_lc_rule, count_parameters_lc_rule
 from models import build_model
+from models.dgl_cnn import DGLCNNSettings
 from models.gpt import GPTSettings
 from models.lc_vgg import LCVGGSettings, feature_shapes, make_critic
 from models.mlp import MLPSettings
@@ -38,6 +41,7 @@ SMALL_MODELS = {
     "resnet-basic": ("resnet", ResNetSettings(depth=8), SMALL_IMAGES),
     "resnet-preact": ("resnet", ResNetSettings(depth=11, block="preact_bottleneck"), SMALL_IMAGES),
     "lc_vgg": ("lc_vgg", LCVGGSettings(width_divisor=16), SMALL_IMAGES),
+    "dgl_cnn": ("dgl_cnn", DGLCNNSettings(width=8, layers=2), SMALL_IMAGES),  # 12 -> 4 -> 1
     "mlp": ("mlp", MLPSettings(hidden=(7, 5)), SMALL_IMAGES),
 }
 
@@ -115,6 +119,8 @@ def test_build_is_deterministic_given_the_seed(key):
     ("resnet", ResNetSettings(depth=56), CIFAR10, 1 + 27 + 1),
     ("resnet", ResNetSettings(depth=164), CIFAR10, 1 + 54 + 1),
     ("lc_vgg", LCVGGSettings(), CIFAR10, 12),
+    ("dgl_cnn", DGLCNNSettings(), CIFAR10, 3 + 1),
+    ("dgl_cnn", DGLCNNSettings(layers=2), CIFAR10, 2 + 1),
     ("mlp", MLPSettings(), CIFAR10, 3),
     ("mlp", MLPSettings(hidden=(4, 4, 4, 4)), CIFAR10, 5),
     ("mlp", MLPSettings(hidden=()), CIFAR10, 1),
@@ -369,11 +375,49 @@ def test_mlp_structure():
     assert (model(sample_input(SMALL_IMAGES, batch=16)) < 0).any()
 
 
+# ---------------------------------------------------------------- dgl_cnn (DGL's comparison with DNI)
+
+
+def test_dgl_cnn_shapes_width_and_parameter_count():
+    model = build("dgl_cnn", DGLCNNSettings(), CIFAR10).eval()
+    h, shapes = torch.zeros(2, 3, 32, 32), []
+    for block in model.blocks:
+        h = block(h)
+        shapes.append(tuple(h.shape[1:]))
+    assert shapes == [(128, 10, 10), (128, 3, 3), (128, 1, 1), (10,)]  # 3x3 pooling, stride 3
+    assert n_params(model) == 831_242
+    narrow = build("dgl_cnn", DGLCNNSettings(width=32), CIFAR10)
+    assert [b.conv.out_channels for b in narrow.blocks[:-1]] == [32, 32, 32]
+    assert narrow.blocks[-1].fc.in_features == 32
+    assert [type(b.pool).__name__ for b in narrow.blocks[:-1]] == ["MaxPool2d", "AvgPool2d", "AvgPool2d"]
+    with pytest.raises(ValueError, match="layers=4 pools 32x32 images down to nothing"):
+        build_model("dgl_cnn", DGLCNNSettings(layers=4), CIFAR10)
+
+
+def test_dgl_cnn_heads_are_the_authors_shapes_at_the_model_width():
+    heads = build("dgl_cnn", DGLCNNSettings(width=16), CIFAR10).heads
+    aux = heads.critic(torch.Size([2, 16, 10, 10]), 10)
+    assert aux(torch.randn(2, 16, 10, 10)).shape == (2, 10)
+    assert [m.out_channels for m in aux.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 16, 16]
+    assert heads.critic(torch.Size([2, 10]), 10)(torch.randn(2, 10)).shape == (2, 10)  # a vector: the generic head
+    with pytest.raises(ValueError, match="critic_convs must be 1"):
+        heads.critic(torch.Size([2, 16, 10, 10]), 10, convs=2)
+    labels = torch.tensor([1, 7])
+    for conditioned in (False, True):
+        synthesizer = heads.synthesizer(torch.Size([2, 16, 3, 3]), 10, conditioned, width=12)
+        h = torch.randn(2, 16, 3, 3)
+        assert not synthesizer(h, labels).any()  # zero at the start: the first synthetic gradients are zero
+        torch.nn.init.normal_(synthesizer.out.weight)
+        assert synthesizer(h, labels).shape == h.shape
+        other_labels = synthesizer(h, torch.tensor([2, 3]))
+        assert torch.equal(other_labels, synthesizer(h, labels)) != conditioned  # cDNI reads the labels
+
+
 # ---------------------------------------------------------------- registry and summary
 
 
 def test_registry_and_build_from_mapping():
-    assert set(MODELS) == {"gpt", "resnet", "lc_vgg", "mlp", "custom"}
+    assert set(MODELS) == {"gpt", "resnet", "lc_vgg", "dgl_cnn", "mlp", "custom"}
     model = build("gpt", {"n_layer": 1, "n_head": 2, "d_model": 8, "context": 8}, CHARS)
     assert len(model.blocks) == 3
     with pytest.raises(ValueError, match="unknown setting.*n_layers.*valid: n_layer"):
@@ -439,6 +483,8 @@ def test_wrong_task_is_rejected():
     (lambda: ResNetSettings(depth=22, block="preact_bottleneck"), "9n \\+ 2"),
     (lambda: ResNetSettings(depth=20, block="wide"), "block must be one of"),
     (lambda: LCVGGSettings(width_divisor=3), "width_divisor"),
+    (lambda: DGLCNNSettings(width=0), "dgl_cnn width must be a positive integer"),
+    (lambda: DGLCNNSettings(layers=0), "dgl_cnn layers must be a positive integer"),
     (lambda: MLPSettings(hidden=(4, 0)), "hidden"),
     (lambda: MLPSettings(activation="swish"), "activation must be one of tanh"),
 ])
@@ -448,5 +494,6 @@ def test_invalid_settings_are_rejected(make, message):
 
 
 def test_unknown_model_name_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown model 'vgg'; valid models: gpt, resnet, lc_vgg, mlp, custom"):
+    with pytest.raises(ValueError,
+                       match="unknown model 'vgg'; valid models: gpt, resnet, lc_vgg, dgl_cnn, mlp, custom"):
         build_model("vgg", MLPSettings(), CIFAR10)
