@@ -10,7 +10,7 @@ from analysis.paper import registry
 from analysis.paper.__main__ import main
 from analysis.paper.claims import (FAILS, HOLDS, ONE_SEED_NOISE, UNRESOLVED, Verdict, all_of, close, equal_to_paper, noise,
                                    ordered)
-from analysis.paper.tables import decoupled, local_critic, local_loss, ouroboros
+from analysis.paper.tables import decoupled, dgl_dni_cnn, hyparflow, local_critic, local_loss, ouroboros
 from analysis.paper.tables.local_critic import TABLE1_POINTS, LCScale, table1_claims
 from analysis.paper.tables.local_critic_ablations import (CRITIC_CONVS, table2_claims, table3_claims, table4_claims,
                                                           table6_claims)
@@ -180,6 +180,48 @@ def test_ddg_fr_k_claims_on_hand_made_records():
     assert claim_statuses(registry.TABLES["ddg_fr_k"].claims, rows({})) == [UNRESOLVED] * 3
 
 
+def test_hyparflow_rows_take_the_best_configuration_and_keep_measured_and_simulated_apart(tmp_path):
+    Config, deep, shallow, node = hyparflow.Config, hyparflow.DEEP, hyparflow.SHALLOW, hyparflow.NODE_SPEED
+    scale = hyparflow.Scale(10, (2,), (2, 128, 512), (2, 8), (2, 8))
+
+    def rates(hybrid_gain: float, efficiency: float, shallow_gain: float, node_factor: float = 1.0) -> dict:
+        rate = {}
+        runs = [(False, deep, (2,), hybrid_gain, 1.0, 1.0), (False, shallow, (2,), shallow_gain, 1.0, 1.0),
+                (True, deep, (2, 128, 512), hybrid_gain, 1.0, 1.0), (True, shallow, (2, 8), shallow_gain, 1.0, 1.0),
+                (True, deep, (2, 128, 512), hybrid_gain, node, node_factor)]  # the paper's node: its own column
+        for simulate, workload, counts, gain, speed, factor in runs:
+            rate[(simulate, Config(workload, 1, 1, speed))] = 10.0
+            for n in counts:
+                rate[(simulate, Config(workload, n, 1, speed))] = 10.0 * n * efficiency * factor
+                for p in (2, 8):
+                    if p <= n:  # 8 partitions a little behind 2: the best is named
+                        rate[(simulate, Config(workload, n, p, speed))] = 10.0 * n * gain * factor * (1.0 if p == 2 else 0.9)
+        return rate
+
+    rows = pd.DataFrame(hyparflow.speedup_rows(rates(1.2, 0.9, 0.5), scale))
+    first = rows.iloc[0]
+    assert (first["workload"], first["comparison"], first["workers"]) == (deep, hyparflow.OVER_DP, hyparflow.NOT_STATED)
+    assert first[hyparflow.SPEEDUP] == pytest.approx(1.2 / 0.9) and first[hyparflow.CONFIG] == "2 partitions x 1 replicas on 2"
+    over_512 = rows[(rows["comparison"] == hyparflow.OVER_ONE) & (rows["workers"] == "512")].iloc[0]
+    assert over_512[hyparflow.SIM_SPEEDUP] == pytest.approx(512 * 1.2)
+    assert over_512[hyparflow.SIM_CONFIG] == "2 partitions x 256 replicas on 512"
+    assert pd.isna(over_512[hyparflow.SPEEDUP])  # nothing measured at 512 workers: no number in the measured column
+    claims = registry.TABLES["hyparflow_scaling"].claims
+    assert claim_statuses(claims, rows) == [HOLDS] * 6  # ResNet-110's best hybrid on 8 workers: 8 x 0.5 = 4x >= 3.1x
+    slow_nodes = pd.DataFrame(hyparflow.speedup_rows(rates(1.2, 0.9, 0.5, node_factor=0.5), scale))
+    over_512 = slow_nodes[(slow_nodes["comparison"] == hyparflow.OVER_ONE) & (slow_nodes["workers"] == "512")].iloc[0]
+    assert over_512[hyparflow.NODE_SPEEDUP] == pytest.approx(256 * 1.2)  # only the paper's-node column moves
+    assert over_512[hyparflow.SIM_SPEEDUP] == pytest.approx(512 * 1.2)
+    assert claim_statuses(claims, slow_nodes) == [HOLDS] * 3 + [FAILS] * 2 + [HOLDS]
+    rows = pd.DataFrame(hyparflow.speedup_rows(rates(1.2, 0.9, 0.3), scale))
+    assert claim_statuses(claims, rows)[-1] == FAILS  # 8 x 0.3 = 2.4x
+    rows = pd.DataFrame(hyparflow.speedup_rows(rates(0.6, 0.7, 0.5), scale))  # hybrid slower than DP; 0.7 x 128 < 110
+    assert claim_statuses(claims, rows)[:5] == [FAILS] * 5
+    empty = pd.DataFrame(hyparflow.speedup_rows({}, scale))
+    assert claim_statuses(claims, empty) == [UNRESOLVED] * 6
+    assert hyparflow.draw(rates(1.2, 0.9, 0.5), tmp_path / "figure.png").stat().st_size > 0
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -327,3 +369,46 @@ def test_the_record_the_command_rewrites_does_not_make_the_commit_dirty(tmp_path
     assert git_commit(tmp_path)["dirty"] and not git_commit(tmp_path, besides=(RECORD,))["dirty"]
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path, besides=(RECORD,))["dirty"]
+
+
+def test_dgl_dni_cnn_claims_on_hand_made_records():
+    def rows(accuracy: dict, std: dict | None = None) -> pd.DataFrame:
+        return pd.DataFrame([{"method": m, "test accuracy (%)": a, "std": (std or {}).get(m)}
+                             for m, a in accuracy.items()])
+
+    claims = registry.TABLES["dgl_dni_cnn"].claims
+    paper_like = {"BP": 84.5, "DGL": 85.0, "cDNI": 80.0, "DNI": 65.0}
+    assert claim_statuses(claims, rows(paper_like)) == [HOLDS] * 3
+    # DGL far below BP, cDNI above both, DNI above cDNI
+    contrary = {"BP": 84.5, "DGL": 75.0, "cDNI": 88.0, "DNI": 92.0}
+    assert claim_statuses(claims, rows(contrary)) == [FAILS] * 3
+    # gaps inside the one-seed noise floor decide nothing; a missing run neither
+    near = {"BP": 84.5, "DGL": None, "cDNI": 84.5 - ONE_SEED_NOISE / 2, "DNI": 84.5 - ONE_SEED_NOISE}
+    assert claim_statuses(claims, rows(near)) == [UNRESOLVED] * 3
+    # with repeats, their largest std is the noise: DGL 4 points under BP is within a std of 5
+    assert claim_statuses(claims, rows({**paper_like, "DGL": 80.5}, {"BP": 5.0}))[0] == HOLDS
+
+
+def test_dgl_dni_cnn_has_both_budgets_and_every_point_composes_into_a_run():
+    from omegaconf import OmegaConf
+
+    from analysis.paper.runs import point_config
+    from mpbench.config import run_spec_from
+
+    table = registry.TABLES["dgl_dni_cnn"]
+    assert set(table.budgets) == set(registry.SCALES) and table.published().rows["method"].tolist() == [
+        "BP", "DGL", "cDNI", "DNI"]
+    for name, scale in dgl_dni_cnn.SCALES.items():
+        runs = {p.label: run_spec_from(OmegaConf.create(point_config(dgl_dni_cnn.PRESET, p, scale.overrides(), 0)))
+                for p in dgl_dni_cnn.points(scale.width)}
+        assert list(runs) == table.published().rows["method"].tolist()
+        for label, spec in runs.items():
+            assert (spec.model, spec.model_settings.width, spec.batch_size, spec.steps) == (
+                "dgl_cnn", scale.width, 256, scale.steps), (name, label)
+            assert (spec.optimizer.name, spec.optimizer.lr, spec.optimizer.schedule) == ("adam", 3e-5, "constant")
+        assert (runs["DGL"].algorithm_settings.groups, runs["DGL"].algorithm_settings.balance) == (3, (1, 1, 2))
+        for dni in ("DNI", "cDNI"):
+            s = runs[dni].algorithm_settings
+            assert (s.groups, s.synthesizer_lr, s.synthesizer_width, s.runtime) == (4, 3e-5, scale.width, "emulated")
+            assert s.conditioned == (dni == "cDNI")
+    assert dgl_dni_cnn.SCALES["full"].steps == 1500 * dgl_dni_cnn.STEPS_PER_EPOCH

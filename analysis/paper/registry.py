@@ -47,6 +47,7 @@ class Ours:
     scale_note: str
     commands: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # cells that could not be produced, and why
+    figure: Path | None = None  # where the paper shows a figure: ours, drawn beside the table
 
     def __post_init__(self):
         for how in (self.how.values() if isinstance(self.how, dict) else [self.how]):

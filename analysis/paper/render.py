@@ -2,8 +2,8 @@
 
 <results>/paper/<table>/ gets
     table.md     caption (source, comparison, scale difference), the side-by-side table, the
-                 claims with their verdicts and numbers, and the record (commit, date, device,
-                 torch, commands)
+                 claims with their verdicts and numbers, where its figure is (figure.png, where
+                 the paper shows one), and the record (commit, date, device, torch, commands)
     table.csv    the same table: each value column twice, "(paper)" and "(ours, <how>)"
     claims.json  the verdicts, for scripts
 A section of the same content goes into the reproduction record (docs/REPRODUCTION.md) in place
@@ -59,11 +59,19 @@ def markdown(table: PaperTable, published: Published, ours: Ours, rows: pd.DataF
              f"`{made['scale']}`): {ours.scale_note}. Comparison: {table.comparison}.", "",
              markdown_table(rows), "", "Claims:", ""]
     lines += [f"- {text}: **{verdict.status}** ({verdict.numbers})" for text, verdict in verdicts]
+    if ours.figure is not None:
+        lines += ["", f"Figure: `{_shown_path(ours.figure)}`."]
     if ours.missing:
         lines += ["", "Missing: " + "; ".join(ours.missing)]
     lines += ["", f"Made {made['date']} at commit {made['commit']}, torch {made['torch']}, {made['device']}."]
     lines += [f"`{command}`" for command in made["commands"]]
     return "\n".join(lines) + "\n"
+
+
+def _shown_path(path: Path) -> str:
+    """Relative to the repository where it lies inside it (the record is read on other machines)."""
+    repo = Path(__file__).resolve().parents[2]
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
 
 
 def write_table(table: PaperTable, ours: Ours, verdicts: list[tuple[str, Verdict]], out: Path, scale: str,

@@ -54,13 +54,16 @@ def command(preset: str, point: Point, scale_overrides: list[str], seeds: list[i
             f"hydra.sweep.dir={runs_dir}", f"hydra.sweep.subdir={point.slug}_s${{seed}}", "~hydra.callbacks.sweep_summary"]
 
 
-def timed(label: str, algorithm: str, workers: int, steps: int, simulate: bool) -> Point:
+def timed(label: str, algorithm: str, workers: int, steps: int, simulate: bool, extra: tuple[str, ...] = (),
+          run: str | None = None) -> Point:
     """A run for its time per iteration on `workers` (one thread each, so that a worker is a core),
-    measured or simulated (simulate=true); `label` gets ", measured" or ", simulated"."""
+    measured or simulated (simulate=true); `label` gets ", measured" or ", simulated". `extra`
+    overrides and `run` (its directory's name, default from algorithm and workers) set it apart
+    from another configuration of the same algorithm on as many workers."""
     kind = "simulated" if simulate else "measured"
     return Point(f"{label}, {kind}", (f"algorithm={algorithm}", f"gpus={workers}", "threads_per_worker=1",
                                       f"simulate={str(simulate).lower()}", f"steps={steps}", f"eval_every={steps}",
-                                      "eval_batches=1"), run=f"{algorithm}_g{workers}_{kind}")
+                                      "eval_batches=1", *extra), run=f"{run or f'{algorithm}_g{workers}'}_{kind}")
 
 
 def point_config(preset: str, point: Point, scale_overrides: list[str], seed: int) -> dict:

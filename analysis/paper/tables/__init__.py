@@ -5,4 +5,4 @@ a schedule, or choose a table's runs. So, unlike the rest of analysis/, they may
 the algorithms, the models and the core (tests/test_imports.py), the way run.py composes them.
 """
 
-from analysis.paper.tables import decoupled, local_critic, local_critic_ablations, local_loss, ouroboros, zero_bubble  # noqa: F401
+from analysis.paper.tables import decoupled, dgl_dni_cnn, hyparflow, local_critic, local_critic_ablations, local_loss, ouroboros, zero_bubble  # noqa: F401

@@ -13,11 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+import matplotlib
 
-from analysis.paper.claims import Claim, Verdict, all_of, close, noise, ordered
-from analysis.paper.registry import Ours, PaperTable, register
-from analysis.paper.runs import Point, final_metric, mean_std, run_points, timed
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.load import read_curves  # noqa: E402
+from analysis.paper.claims import Claim, Verdict, all_of, close, noise, ordered  # noqa: E402
+from analysis.paper.registry import Ours, PaperTable, register  # noqa: E402
+from analysis.paper.runs import Point, final_metric, mean_std, run_points, timed  # noqa: E402
 
 PRESET = "ddg_fr_k"
 KS = (2, 3, 4)
@@ -81,8 +86,38 @@ def table(scale: str, results: Path) -> Ours:
             f"on {40 * 128} test images; seconds per epoch = {STEPS_PER_EPOCH} x the median time per iteration, "
             f"measured on this machine's CPU cores at K = {', '.join(map(str, s.measured_ks))} (one thread per worker, "
             f"{s.timed_steps} steps), simulated from its profile at every K, never in one column")
+    step_s = {kind: {name[:-len(f", {kind}")]: mean_std(v)[0] / STEPS_PER_EPOCH for name, v in values.items() if v}
+              for kind, values in (("measured", step), ("simulated", sim))}
+    figure = draw_loss_against_time(runs_dir, accuracy, seeds[0], step_s, results / "figure.png")
+    note += "; the figure's time axis: each run's iterations x its method's time per iteration at that K"
     return Ours(pd.DataFrame(rows), how={ERROR: "measured", EPOCH: "measured", SIM_EPOCH: "simulated"},
-                scale_note=note, commands=commands, missing=missing + missing_step + missing_sim)
+                scale_note=note, commands=commands, missing=missing + missing_step + missing_sim, figure=figure)
+
+
+def draw_loss_against_time(runs_dir: Path, accuracy: list[Point], seed: int, step_s: dict[str, dict[str, float]],
+                           path: Path) -> Path:
+    """The DDG paper's view (its figures of training loss against time): each method's training
+    loss (one process, runtime=emulated; a moving average over 20 iterations) against its
+    iterations x its time per iteration on K workers. One panel with the measured times, one
+    with the simulated: a line never joins the two."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, kind in zip(axes, ("measured", "simulated")):
+        for point in accuracy:
+            seconds = step_s[kind].get(point.label)
+            curve, _ = read_curves(runs_dir / f"{point.slug}_s{seed}")
+            if seconds is None or curve is None or "train_loss" not in curve:
+                continue
+            loss = curve["train_loss"].rolling(20, min_periods=1).mean()
+            ax.plot(curve["step"] * seconds, loss, label=point.label)
+        ax.set_xlabel(f"seconds: iterations x time per iteration ({kind})")
+        ax.set_title(f"training loss against time, {kind} times")
+        if ax.has_data():
+            ax.legend(fontsize="small", ncol=2)
+    axes[0].set_ylabel("training loss (moving average of 20)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _cell(ours: pd.DataFrame, method: str, k: int, column: str) -> float | None:
