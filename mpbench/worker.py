@@ -28,6 +28,7 @@ from mpbench.algorithm import BuildContext, Worker
 from mpbench.checkpoints import latest_complete_step, load_worker_state
 from mpbench.config import RunSpec
 from mpbench.data import load_dataset
+from mpbench.flops import peak_flops, training_flops_per_token, utilisation
 from mpbench.host_memory import keep_freed_host_memory
 from mpbench.metrics_log import MetricsLog
 from mpbench.parallel.clock import IterationClock
@@ -168,11 +169,22 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.facts(),
     }
     if rank == 0:
+        timing = timing_summary(outcome.step_times_s, spec.batch_size, data.info)
         report.update(final=outcome.final, model=model_facts,
-                      timing=timing_summary(outcome.step_times_s, spec.batch_size, data.info))
+                      timing={**timing, **_gpu_utilisation(spec, model, data.info, device, timing)})
     if metrics is not None:
         metrics.finish(report)
     return report
+
+
+def _gpu_utilisation(spec: RunSpec, model, info, device: torch.device, timing: dict) -> dict:
+    """On CUDA, for a GPT: model TFLOP/s and MFU (mpbench/flops.py); elsewhere nothing."""
+    settings = spec.model_settings
+    if device.type != "cuda" or "tokens_per_s" not in timing or not hasattr(settings, "n_layer"):
+        return {}
+    per_token = training_flops_per_token(model, settings.n_layer, settings.d_model, info.input_shape[0])
+    peak = peak_flops(torch.cuda.get_device_name(device), spec.dtype)
+    return utilisation(per_token, timing["tokens_per_s"], peak, spec.gpus)
 
 
 def exit_now(status: int) -> NoReturn:
