@@ -28,6 +28,11 @@ if __name__ == "__main__":
 # Hydra would print its own multi-line errors and exit; we let them through to print one line.
 # Forced, not defaulted: the user's HYDRA_FULL_ERROR=0 must not change the format or exit code.
 os.environ["HYDRA_FULL_ERROR"] = "1"
+# A launcher's job process (submitit: a local process, or a SLURM job, which inherits this environment)
+# unpickles the run's function wherever it starts: it must find this repository's packages from any cwd.
+_REPO = str(Path(__file__).resolve().parent)
+if _REPO not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_REPO, os.environ.get("PYTHONPATH")) if p)
 
 import hydra  # noqa: E402
 import torch  # noqa: E402
@@ -70,6 +75,11 @@ def meta_model(spec: RunSpec, data_info) -> BlockModel:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def train(cfg: DictConfig) -> str:
+    # A launcher that runs each point in a process of its own (submitit) sends this function there by
+    # value: import the plugin packages here too, or that process knows no algorithm and no model.
+    import algorithms  # noqa: F401
+    import models  # noqa: F401
+
     raise_if_preempted()  # the SIGTERM of an earlier point, whose exception was lost: stop the sweep here
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
