@@ -22,6 +22,20 @@ def measured_step(summary: dict) -> float:
     return summary["time_per_iter_median_s"]
 
 
+def run_config(overrides: list[str], run_dir: Path, cwd: str | Path) -> dict:
+    """Run `python run.py *overrides` into `run_dir` and return its summary; RuntimeError naming
+    the last line of its error output unless it ends ok (a diverged run's timings are not a speed)."""
+    command = [sys.executable, str(REPO / "run.py"), *overrides, f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    summary_path = run_dir / "summary.json"
+    if result.returncode != 0 or not summary_path.exists():
+        raise RuntimeError(f"failed: {result.stderr.strip().splitlines()[-1:]}")
+    summary = json.loads(summary_path.read_text())
+    if summary.get("status") != "ok":
+        raise RuntimeError(f"{summary.get('status')}: {summary.get('reason')}")
+    return summary
+
+
 def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds: int,
                        timing=measured_step, before_round=None) -> dict[str, dict]:
     """{name: {"seconds": median of `timing(summary)` (the measured step), "summary": last summary}}.
@@ -33,15 +47,10 @@ def time_per_iteration(configs: dict[str, list[str]], common: list[str], rounds:
             if before_round is not None:
                 before_round(round_index)
             for index, (name, overrides) in enumerate(configs.items()):
-                run_dir = Path(tmp) / f"config{index}-round{round_index}"
-                command = [sys.executable, str(REPO / "run.py"), *common, *overrides, f"hydra.run.dir={run_dir}"]
-                result = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
-                summary_path = run_dir / "summary.json"
-                if result.returncode != 0 or not summary_path.exists():
-                    raise RuntimeError(f"{name} failed: {result.stderr.strip().splitlines()[-1:]}")
-                summary = json.loads(summary_path.read_text())
-                if summary.get("status") != "ok":  # a diverged run's timings are not a speed
-                    raise RuntimeError(f"{name}: {summary.get('status')}: {summary.get('reason')}")
+                try:
+                    summary = run_config([*common, *overrides], Path(tmp) / f"config{index}-round{round_index}", tmp)
+                except RuntimeError as err:
+                    raise RuntimeError(f"{name} {err}") from None
                 times[name].append(timing(summary))
                 summaries[name] = summary
                 print(f"  round {round_index + 1}/{rounds} {name:<28} {times[name][-1] * 1e3:8.1f} ms/iter",

@@ -1,6 +1,7 @@
 """How close the simulator comes: measured vs simulated step time, every family, side by side.
 
     python -m benchmarks.simulator_accuracy [--steps 12] [--rounds 1] [--data-dir ../shared/datasets]
+        [--models gpt_small,resnet20] [--families "backprop g1,ddg g2"] [--device cuda]
 
 For each model (gpt_small on tiny-shakespeare; resnet20 on CIFAR-10 when the data dir has it)
 and each configuration this machine holds without oversubscription (1 and 2 workers, one
@@ -40,6 +41,7 @@ FAMILIES = {
 MODELS = {
     "gpt_small": ["model=gpt_small", "dataset=tinyshakespeare", "dataset.seq_len=128", "batch_size=32"],
     "resnet20": ["model=resnet20", "dataset=cifar10", "batch_size=64"],
+    "gpt2_small": ["model=gpt2_small", "dataset=tinyshakespeare", "dataset.seq_len=1024", "batch_size=16"],  # GPUs
 }
 
 
@@ -55,11 +57,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--data-dir", default=os.environ.get("MPBENCH_DATA_DIR", str(REPO.parent / "shared" / "datasets")))
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default="gpt_small,resnet20")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated names of FAMILIES")
+    parser.add_argument("--device", default="auto", help="the runs' device (auto, cpu, cuda)")
+    parser.add_argument("--link", default="measured", help="simulator.link (a preset on a one-GPU machine)")
     args = parser.parse_args()
     cache = Path(tempfile.mkdtemp(prefix="simulator-accuracy-"))
     common = [f"steps={args.steps}", f"eval_every={args.steps}", "eval_batches=1", "threads_per_worker=1",
-              f"data_dir={args.data_dir}", f"cache_dir={cache}"]
+              f"data_dir={args.data_dir}", f"cache_dir={cache}", f"device={args.device}",
+              f"simulator.link={args.link}"]
+    families = {name: FAMILIES[name] for name in args.families.split(",")}
 
     def fresh_profiles(round_index: int) -> None:
         for kept in (cache / "simulator").glob("profile-*.json"):
@@ -70,10 +77,10 @@ def main() -> None:
         if model == "resnet20" and not (Path(args.data_dir) / "cifar10-jpg").exists():
             print(f"skipping resnet20: no cifar10-jpg in {args.data_dir}", file=sys.stderr)
             continue
-        configs = {f"{model} {name}": MODELS[model] + overrides for name, overrides in FAMILIES.items()}
+        configs = {f"{model} {name}": MODELS[model] + overrides for name, overrides in families.items()}
         configs.update({f"{name} (simulated)": overrides + ["simulate=true"] for name, overrides in list(configs.items())})
         results = time_per_iteration(configs, common, args.rounds, timing=_timing, before_round=fresh_profiles)
-        for name in FAMILIES:
+        for name in families:
             measured, simulated = results[f"{model} {name}"], results[f"{model} {name} (simulated)"]
             rows.append((f"{model} {name}", measured["seconds"], simulated["seconds"],
                          measured_idle(measured["summary"]), simulated["summary"]["simulation"]["idle_fraction_per_worker"]))

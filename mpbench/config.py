@@ -233,6 +233,10 @@ class RunSettings(Settings):
     """Held-out batches per evaluation (the same fixed set every time)."""
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     """The number format of parameters and activations."""
+    autocast: bool = False
+    """Compute each model block under torch.autocast in bfloat16 (weights, gradients, optimizer and the activations between blocks stay in dtype, which must be float32); see mpbench/block_compute.py."""
+    compile: bool = False
+    """torch.compile each model block in place (off by default: it pays only on long runs; measured in benchmarks/gpu_check.sh)."""
     timeout_s: float = 300
     """Limit of every wait between workers (group creation, collectives, receives); a dead peer fails the run."""
     data_dir: str | None = None
@@ -274,6 +278,9 @@ class RunSettings(Settings):
             raise ValueError(f"divergence_patience must be a non-negative integer (0: off), "
                              f"got {self.divergence_patience!r}")
         check_range("divergence_factor", self.divergence_factor, 1, low_open=True)
+        if self.autocast and self.dtype != "float32":
+            raise ValueError(f"autocast=true computes bfloat16 blocks from float32 weights; set dtype=float32, "
+                             f"got dtype={self.dtype}")
         for key in ("data_dir", "cache_dir"):
             if getattr(self, key) == "":
                 raise ValueError(f"{key} must be a directory path or null, got ''")

@@ -188,7 +188,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: S
         "status": "ok", "reason": None,
         "algorithm": spec.algorithm, "model": spec.model, "dataset": spec.dataset,
         "gpus": spec.gpus, "steps": spec.steps, "batch_size": spec.batch_size, "seed": spec.seed,
-        "dtype": spec.dtype, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
+        "dtype": spec.dtype, "autocast": spec.autocast, "compile": spec.compile, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
         **{k: v for k, v in topology.as_record().items() if k != "workers"},
     }
     cause = crashed_rank if crashed_rank is not None else _cause(failures, missing)

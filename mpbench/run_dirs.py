@@ -125,14 +125,16 @@ def holds_records(directory: Path) -> bool:
 
 
 def _essence(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in RUN_CONTROL_KEYS}
+    """The keys that make a run what it is (run control aside), every added setting filled in."""
+    return {k: v for k, v in _with_added_settings(config).items() if k not in RUN_CONTROL_KEYS}
 
 
 # Settings added after runs were recorded, with the value that does what those runs did: a run
 # recorded before a key existed is a run of that value (so that upgrading the suite keeps its
 # finished runs; a run of any other value is another config). Add a line with each new setting.
 ADDED_SETTINGS = {("simulator", "profile_rows"): 256,  # earlier: the whole batch timed (the same up to 256 rows)
-                  ("simulator", "worker_speed"): 1.0}
+                  ("simulator", "worker_speed"): 1.0,
+                  ("autocast",): False, ("compile",): False}
 
 
 def _with_added_settings(config: dict) -> dict:
@@ -181,7 +183,8 @@ def differing_keys(run_dir: Path, config: dict) -> str:
     previous = recorded_config(run_dir)
     if previous is None:
         return "its config.yaml cannot be read"
-    keys = sorted(k for k in set(_essence(previous)) | set(_essence(config)) if previous.get(k) != config.get(k))
+    previous, config = _essence(previous), _essence(config)
+    keys = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
     return "its config differs in " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
 
 

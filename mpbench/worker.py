@@ -25,6 +25,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from mpbench.algorithm import BuildContext, Worker
+from mpbench.block_compute import prepare_blocks
 from mpbench.checkpoints import latest_complete_step, load_worker_state
 from mpbench.config import RunSpec
 from mpbench.data import load_dataset
@@ -133,6 +134,7 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
     data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed, cache_dir=spec.cache_path)
     torch.manual_seed(spec.seed)
     model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
+    prepare_blocks(model, device.type, dtype, autocast=spec.autocast, compile=spec.compile)
     model_facts = model.describe()
     example_inputs = to_device(data.train_batch(0, spec.batch_size)[0], device, dtype)
     algorithm = spec.algorithm_cls.create(BuildContext(model, worker, spec.optimizer, spec.algorithm_settings,
@@ -183,7 +185,7 @@ def _gpu_utilisation(spec: RunSpec, model, info, device: torch.device, timing: d
     if device.type != "cuda" or "tokens_per_s" not in timing or not hasattr(settings, "n_layer"):
         return {}
     per_token = training_flops_per_token(model, settings.n_layer, settings.d_model, info.input_shape[0])
-    peak = peak_flops(torch.cuda.get_device_name(device), spec.dtype)
+    peak = peak_flops(torch.cuda.get_device_name(device), "bfloat16" if spec.autocast else spec.dtype)
     return utilisation(per_token, timing["tokens_per_s"], peak, spec.gpus)
 
 

@@ -18,6 +18,8 @@ CASES = {
     "unknown nested key": (["+optimizer.nope=1"], "optimizer.nope"),
     "wrong type": (["steps=many"], "steps"),
     "bad dtype": (["dtype=float8"], "dtype"),
+    "autocast from float64 weights": (["autocast=true", "dtype=float64"], "dtype=float32"),
+    "autocast not a boolean": (["autocast=bf16"], "autocast"),
     "microbatches not dividing the batch": (["algorithm=pipeline", "gpus=2", "algorithm.microbatches=3"],
                                             "microbatches"),
     "more stages than blocks": (["algorithm=pipeline", "gpus=5"], "4 blocks"),

@@ -70,6 +70,7 @@ def link_for(choice: str, backend: str, cache_dir: Path) -> Link:
 
 def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
     """The run's model (seeded as the workers seed it) and its first global batch, on `device`."""
+    from mpbench.block_compute import prepare_blocks
     from mpbench.host_memory import keep_freed_host_memory
     from mpbench.optim import make_optimizer
     from mpbench.trainer import to_device
@@ -82,6 +83,7 @@ def profiler_for(spec, data, device: torch.device, threads: int) -> Profiler:
     dtype = DTYPES[spec.dtype]
     torch.manual_seed(spec.seed)
     model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
+    prepare_blocks(model, device.type, dtype, autocast=spec.autocast, compile=spec.compile)
     inputs, targets = data.train_batch(0, spec.batch_size)
     rows = rows_profiled(spec)  # larger sizes are extrapolated from it (mpbench/simulate/costs.py)
     return Profiler(model, to_device(inputs[:rows], device, dtype), to_device(targets[:rows], device, None),
@@ -97,7 +99,7 @@ def profile_store(spec, device: torch.device, threads: int) -> Path:
     """Where the profile of this model, data, batch, dtype, optimizer, device and thread count on this
     machine is kept (cache_dir/simulator/): every point of a sweep is simulated from the same one."""
     what = {"model": [spec.model, repr(spec.model_settings)], "dataset": [spec.dataset, repr(spec.dataset_settings)],
-            "batch_size": rows_profiled(spec), "seed": spec.seed, "dtype": spec.dtype, "optimizer": repr(spec.optimizer),
+            "batch_size": rows_profiled(spec), "seed": spec.seed, "dtype": spec.dtype, "autocast": spec.autocast, "compile": spec.compile, "optimizer": repr(spec.optimizer),
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "threads": threads,
             "host": socket.gethostname(), "torch": torch.__version__, "method": PROFILE_METHOD}
     digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]

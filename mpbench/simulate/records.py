@@ -41,7 +41,7 @@ def simulated_summary(spec, topology, data, run_dir: Path) -> dict:
     summary = {"status": "ok", "reason": None, "simulated": True,
                "algorithm": spec.algorithm, "model": spec.model, "dataset": spec.dataset,
                "gpus": spec.gpus, "steps": spec.steps, "batch_size": spec.batch_size, "seed": spec.seed,
-               "dtype": spec.dtype, "launched_by": "simulator",
+               "dtype": spec.dtype, "autocast": spec.autocast, "compile": spec.compile, "launched_by": "simulator",
                **{k: v for k, v in topology.as_record().items() if k != "workers"},
                "simulation": simulation_of(spec, topology, data, run_dir),
                "environment": environment_record(REPO)}
