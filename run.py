@@ -49,7 +49,8 @@ from mpbench.config import RunSpec, check_group_choices, run_spec_from  # noqa: 
 from mpbench.data import check_batch_fits, load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
 from mpbench.launch import check_torchrun, launch, started_by_torchrun, torchrun_rank  # noqa: E402
-from mpbench.preemption import Preempted, raise_if_preempted, raise_on_sigterm, sigterm_arrived  # noqa: E402
+from mpbench.preemption import (Preempted, in_submitit_job, raise_if_preempted, raise_on_sigterm,  # noqa: E402
+                                sigterm_arrived)
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
 from mpbench.run_dirs import Claim, claim_run_dir, register_resolvers  # noqa: E402
 from mpbench.simulate import check_simulable  # noqa: E402
@@ -158,6 +159,8 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
         raise
     print(result_line(run_dir, summary), flush=True)
     if summary["status"] == "interrupted":
+        if in_submitit_job():
+            return "interrupted"  # one point's job: recorded; the sweep's other jobs and its report go on
         raise SystemExit(128 + signal.SIGTERM)  # preempted: the whole job stops, sweep included
     if not multirun and summary["status"] == "failed":
         raise SystemExit(1)

@@ -7,11 +7,17 @@
 - At any other moment (composing the config, loading data, between the runs of a sweep,
   writing the report) SIGTERM raises `Preempted` in the main thread; run.py records an
   interrupted run if one was set up, and exits 143 (128 + SIGTERM), which stops a sweep.
+- In a job of Hydra's submitit launcher (one process per sweep point, `in_submitit_job`), the
+  scheduler's notice may also be submitit's preemption signal (USR2 unless
+  SUBMITIT_PREEMPT_SIGNAL says otherwise: SLURM sends it `signal_delay_s` before a time-limit
+  kill), which a run takes as SIGTERM. An interrupted point there ends its job normally, so that
+  the sweep's other jobs and its report go on; re-submitting with resume=true continues it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from collections.abc import Callable, Iterator
 
@@ -59,18 +65,34 @@ class Forwarding:
     received: bool = False
 
 
+def in_submitit_job() -> bool:
+    """Whether this process is a job started by submitit (SLURM or its local executor)."""
+    return "SUBMITIT_EXECUTOR" in os.environ
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that ask a training run to checkpoint and stop: SIGTERM, and in a submitit
+    job its preemption signal."""
+    if not in_submitit_job():
+        return [signal.SIGTERM]
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    extra = getattr(signal, name if name.startswith("SIG") else f"SIG{name}", None)
+    return [signal.SIGTERM] + ([extra] if extra is not None and extra != signal.SIGTERM else [])
+
+
 @contextlib.contextmanager
 def forwarded_to(stop_workers: Callable[[], None]) -> Iterator[Forwarding]:
-    """While inside, SIGTERM calls `stop_workers` and is remembered (`.received`) instead of
-    raising; on leaving, the previous handler comes back."""
+    """While inside, SIGTERM (and the other `stop_signals`) calls `stop_workers` and is remembered
+    (`.received`) instead of raising; on leaving, the previous handlers come back."""
     raise_if_preempted()  # a SIGTERM whose exception was lost: do not start the workers
     state = Forwarding()
 
     def forward(*_) -> None:
         state.received = True
         stop_workers()
-    previous = signal.signal(signal.SIGTERM, forward)
+    previous = {signum: signal.signal(signum, forward) for signum in stop_signals()}
     try:
         yield state
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -33,6 +33,7 @@ from mpbench.flops import peak_flops, training_flops_per_token, utilisation
 from mpbench.host_memory import keep_freed_host_memory
 from mpbench.metrics_log import MetricsLog
 from mpbench.parallel.clock import IterationClock
+from mpbench.preemption import stop_signals
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
 from mpbench.trainer import Checkpointing, LossSpikes, Trainer, peak_memory_bytes, timing_summary, to_device
@@ -82,8 +83,10 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rend
     configure_compute_unit(topology.threads_per_worker)
     # SIGTERM (a cluster's preemption notice) asks for a clean stop: the workers agree on a step,
     # checkpoint there and exit. The launcher kills survivors of a failure with SIGKILL instead.
+    # SLURM signals every process of a job step, so a worker also takes submitit's preemption signal.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in stop_signals():
+        signal.signal(signum, lambda *_: stop.set())
     # One progress bar per process needs no cross-process lock; tqdm's default one is a semaphore
     # that exit_now() would leave to the parent's resource tracker to clean up.
     tqdm.set_lock(threading.RLock())
