@@ -48,7 +48,9 @@ from mpbench.checkpoints import discard_checkpoints, verify_checkpoint  # noqa: 
 from mpbench.config import RunSpec, check_group_choices, run_spec_from  # noqa: E402
 from mpbench.data import check_batch_fits, load_dataset  # noqa: E402
 from mpbench.errors import ConfigError  # noqa: E402
-from mpbench.launch import check_torchrun, launch, started_by_torchrun, torchrun_rank  # noqa: E402
+from mpbench.external_workers import (adopt_submitit_tasks, check_external_world, external_rank,  # noqa: E402
+                                     started_externally, workers_on_this_node)
+from mpbench.launch import launch  # noqa: E402
 from mpbench.preemption import (Preempted, in_submitit_job, raise_if_preempted, raise_on_sigterm,  # noqa: E402
                                 sigterm_arrived)
 from mpbench.records import atomic_write_json, atomic_write_text, result_line  # noqa: E402
@@ -82,14 +84,15 @@ def train(cfg: DictConfig) -> str:
     import models  # noqa: F401
 
     raise_if_preempted()  # the SIGTERM of an earlier point, whose exception was lost: stop the sweep here
+    adopt_submitit_tasks()  # a job of several tasks: this task is one worker, as under torchrun
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    leader = not started_by_torchrun() or torchrun_rank() == 0
+    leader = not started_externally() or external_rank() == 0
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         check_group_choices(hydra_cfg)  # algorithm=[a,b] would merge two configs into one run
         gpus = cfg.get("gpus")
-        notice = check_torchrun(gpus if isinstance(gpus, int) else None)
+        notice = check_external_world(gpus if isinstance(gpus, int) else None)
         config = OmegaConf.to_container(cfg, resolve=True)
         # Only rank 0 owns the run directory (mpbench/run_dirs.py: lock it, never replace a run's records).
         claim = claim_run_dir(run_dir, config, config.get("resume") is True, multirun) if leader else None
@@ -112,7 +115,8 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
     try:
         spec = run_spec_from(cfg)
         # A simulated run profiles one worker of the target device (mpbench/simulate/).
-        topology = resolve_topology(1 if spec.simulate else spec.gpus, spec.device, spec.threads_per_worker)
+        topology = resolve_topology(1 if spec.simulate else spec.gpus, spec.device, spec.threads_per_worker,
+                                    workers_on_this_node(spec.gpus))
         # Checksums are verified (and decoded images cached) once, before any worker starts.
         data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed,
                             cache_dir=spec.cache_path)
@@ -147,6 +151,8 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
                       f"{topology.cores} cores: timings are oversubscribed", flush=True)
         summary = simulated_summary(spec, topology, data, run_dir) if spec.simulate else \
             launch(spec, topology, run_dir, config)
+        if not leader:
+            return summary["status"]  # one task of several: rank 0 records the run
         if leader and spec.simulate:
             atomic_write_json(run_dir / "summary.json", summary)
         elif leader and summary["status"] == "ok" and wants_simulation_alongside(spec, topology):
@@ -199,7 +205,7 @@ def _refused(cfg: DictConfig, err: BaseException, multirun: bool, leader: bool, 
 
 
 def main() -> None:
-    if started_by_torchrun() and torchrun_rank() != 0:
+    if started_externally() and external_rank() != 0:
         # Only rank 0 owns a run directory; the others learn its path from rank 0.
         sys.argv += ["hydra.output_subdir=null", "hydra.run.dir=.",
                      "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
@@ -217,7 +223,7 @@ def main() -> None:
             # own in its place (seen in CI: Hydra composing a sweep's next point, exit 2).
             _exit_preempted()
         if isinstance(err, USER_ERRORS):
-            if not started_by_torchrun() or torchrun_rank() == 0:
+            if not started_externally() or external_rank() == 0:
                 print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
             raise SystemExit(2) from None
         if isinstance(err, OSError):

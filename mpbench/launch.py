@@ -3,8 +3,9 @@
 Two ways in, one set of records:
 - `python run.py ...`: this process spawns `gpus` worker processes joined through a TCPStore it
   holds, waits for them, and merges their reports into summary.json;
-- `torchrun --nproc-per-node=N run.py ...`: torchrun started the workers; each joins the existing
-  group (env://), and rank 0 merges the reports.
+- `torchrun --nproc-per-node=N run.py ...` (or several nodes, or a submitit job of one task per
+  worker: mpbench/external_workers.py): the launcher started the workers; each joins the group
+  (env://), and rank 0 merges the reports.
 
 No wait is unbounded: group creation, collectives and point-to-point receives use the run's
 `timeout_s`. When a spawned worker ends with an error, torch.multiprocessing terminates the rest;
@@ -23,7 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mpbench.config import RunSpec
-from mpbench.errors import ConfigError
+from mpbench.external_workers import check_external_world, external_launcher, external_rank, started_externally
 from mpbench.machine_load import Snapshot, load_record, snapshot
 from mpbench.preemption import forwarded_to
 from mpbench.records import (atomic_write_json, environment_record, file_digests, read_json, result_line,
@@ -34,44 +35,16 @@ from mpbench.worker import Rendezvous, run_worker
 REPO = Path(__file__).resolve().parents[1]
 
 
-def started_by_torchrun() -> bool:
-    """torchrun marks its workers with TORCHELASTIC_RUN_ID; RANK and WORLD_SIZE alone may be
-    left over in a shell or a job script and say nothing about this process."""
-    return "TORCHELASTIC_RUN_ID" in os.environ
-
-
-def check_torchrun(workers: int | None) -> str | None:
-    """Before anything is written: torchrun's process count must be `gpus` (None: not known
-    yet). Returns a notice when RANK/WORLD_SIZE are set without torchrun (they are ignored)."""
-    if started_by_torchrun():
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if workers is not None and world != workers:
-            raise ConfigError(f"gpus={workers} but torchrun started {world} processes; "
-                              f"pass gpus={world} or --nproc-per-node={workers}")
-        return None
-    stale = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k in os.environ]
-    if stale:
-        return (f"{'/'.join(stale)} set in the environment but this process was not started by torchrun: "
-                f"ignored; {workers} worker(s) are spawned here")
-    return None
-
-
-def torchrun_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 def launch(spec: RunSpec, topology: Topology, run_dir: Path, config: dict) -> dict:
     """Run one training run to the end and return its summary (also written to summary.json).
 
-    Under torchrun this process is a worker and ends with the run (it does not return)."""
+    Under torchrun this process is a worker and ends with the run (it does not return); a task of
+    a submitit job returns its status (mpbench/external_workers.py)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     started = snapshot()  # the time, and the machine's load, as the run starts
-    if started_by_torchrun():
-        world = int(os.environ["WORLD_SIZE"])
-        if world != topology.workers:
-            raise ConfigError(f"gpus={topology.workers} but torchrun started {world} processes; "
-                              f"pass gpus={world} or --nproc-per-node={topology.workers}")
-        return _join_torchrun(spec, topology, run_dir, config, started)
+    if started_externally():
+        check_external_world(topology.workers)
+        return _join_external(spec, topology, run_dir, config, started)
     return _spawn(spec, topology, run_dir, config, started)
 
 
@@ -137,16 +110,22 @@ def _terminate(processes) -> None:
             p.join()
 
 
-def _join_torchrun(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: Snapshot):
-    """This process is one of torchrun's workers; rank 0 also writes the summary. Never returns."""
+def _join_external(spec: RunSpec, topology: Topology, run_dir: Path, config: dict, started: Snapshot):
+    """This process is one worker that torchrun or submitit started; rank 0 also writes the
+    summary. A torchrun worker ends with the run; a submitit task returns to its job (rank 0
+    the summary, the others their own status), which records the point's result."""
+    torchrun = external_launcher() == "torchrun"
+    summary: dict = {}
 
     def write_summary(run_dir: Path) -> None:
-        summary = compose_summary(spec, topology, run_dir, started)
+        summary.update(compose_summary(spec, topology, run_dir, started))
         atomic_write_json(run_dir / "summary.json", summary)
-        print(result_line(run_dir, summary), flush=True)
+        if torchrun:  # no run.py after this to print it
+            print(result_line(run_dir, summary), flush=True)
 
-    run_worker(torchrun_rank(), spec, topology, run_dir, Rendezvous(), config,
-               finish=write_summary if torchrun_rank() == 0 else None)
+    status = run_worker(external_rank(), spec, topology, run_dir, Rendezvous(), config,
+                        finish=write_summary if external_rank() == 0 else None, exit_at_end=torchrun)
+    return summary or {"status": "ok" if status == 0 else "failed"}
 
 
 # What a worker reports when a peer, not itself, went wrong: a wait that timed out or a
@@ -188,7 +167,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: S
         "status": "ok", "reason": None,
         "algorithm": spec.algorithm, "model": spec.model, "dataset": spec.dataset,
         "gpus": spec.gpus, "steps": spec.steps, "batch_size": spec.batch_size, "seed": spec.seed,
-        "dtype": spec.dtype, "autocast": spec.autocast, "compile": spec.compile, "launched_by": "torchrun" if started_by_torchrun() else "spawn",
+        "dtype": spec.dtype, "autocast": spec.autocast, "compile": spec.compile, "launched_by": external_launcher() or "spawn",
         **{k: v for k, v in topology.as_record().items() if k != "workers"},
     }
     cause = crashed_rank if crashed_rank is not None else _cause(failures, missing)
@@ -237,7 +216,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: S
     summary["environment"] = environment_record(REPO)
     median, iqr = summary.get("time_per_iter_median_s"), summary.get("time_per_iter_iqr_s")
     summary["machine_load"] = load_record(started, snapshot(), iqr / median if median and iqr is not None else None,
-                                          own_children=not started_by_torchrun())
+                                          own_children=not started_externally())
     summary["interference"] = summary["machine_load"].pop("interference")
     summary["digests"] = file_digests(run_dir)  # what this summary vouches for (resume, the report)
     summary.update(started_at=started.at, finished_at=time.time(), wall_time_s=time.time() - started.at)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from mpbench.errors import ConfigError
+from mpbench.external_workers import workers_on_this_node
 
 
 @dataclass(frozen=True)
@@ -23,11 +24,13 @@ class Topology:
     threads_per_worker: int
     cores: int
     notice: str | None = None  # e.g. why a CUDA request fell back to CPU
+    workers_on_node: int | None = None  # where a launcher spreads the workers over nodes: this node's
 
     @property
     def oversubscribed(self) -> bool:
         """More busy threads than cores: timings then measure contention, not the algorithm."""
-        return self.device_type == "cpu" and self.workers * self.threads_per_worker > self.cores
+        here = self.workers_on_node or self.workers
+        return self.device_type == "cpu" and here * self.threads_per_worker > self.cores
 
     def as_record(self) -> dict:
         return {**asdict(self), "oversubscribed": self.oversubscribed}
@@ -41,26 +44,29 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_topology(workers: int, device: str, threads_per_worker: int) -> Topology:
-    """Pick the device and backend for `workers` workers.
+def resolve_topology(workers: int, device: str, threads_per_worker: int, workers_here: int | None = None) -> Topology:
+    """Pick the device and backend for `workers` workers, `workers_here` of them on this node
+    (default: all; fewer when a launcher spreads them over several nodes).
 
     `device=auto` uses CUDA (NCCL) when there is one GPU per worker and otherwise falls back to
     the CPU (gloo) with a notice; `device=cuda` without enough GPUs is an error.
     """
     gpus_here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    needed = workers if workers_here is None else workers_here
+    spread = None if needed == workers else needed
     cores = available_cores()
     if device == "cpu":
-        return Topology(workers, "cpu", "gloo", threads_per_worker, cores)
-    if gpus_here >= workers:
-        return Topology(workers, "cuda", "nccl", threads_per_worker, cores)
+        return Topology(workers, "cpu", "gloo", threads_per_worker, cores, workers_on_node=spread)
+    if gpus_here >= needed:
+        return Topology(workers, "cuda", "nccl", threads_per_worker, cores, workers_on_node=spread)
     if device == "cuda":
-        raise ConfigError(f"device=cuda needs {workers} CUDA devices (gpus={workers}) but "
+        raise ConfigError(f"device=cuda needs {needed} CUDA devices on this node (gpus={workers}) but "
                           f"{gpus_here} are available; use device=auto or device=cpu")
     notice = None
     if gpus_here:
         notice = (f"device=auto: {gpus_here} CUDA device(s) for {workers} workers; "
                   f"running on CPU with gloo instead")
-    return Topology(workers, "cpu", "gloo", threads_per_worker, cores, notice)
+    return Topology(workers, "cpu", "gloo", threads_per_worker, cores, notice, workers_on_node=spread)
 
 
 def cpu_worker_limit(worker_limit: int | str) -> int:
@@ -74,12 +80,13 @@ def cpu_worker_limit(worker_limit: int | str) -> int:
 
 def check_worker_limit(workers: int, device: str, worker_limit: int | str) -> None:
     """ConfigError unless `workers` CPU workers fit `worker_limit` (GPU runs are bounded by the
-    GPUs there are); a guard against `gpus=1000` starting a thousand processes."""
-    if device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() >= workers:
+    GPUs there are); a guard against `gpus=1000` starting a thousand processes on this node."""
+    here = workers_on_this_node(workers)
+    if device != "cpu" and torch.cuda.is_available() and torch.cuda.device_count() >= here:
         return  # one GPU per worker
     limit = cpu_worker_limit(worker_limit)
-    if workers > limit:
+    if here > limit:
         bound = (f"worker_limit={worker_limit} allows {limit} on {available_cores()} cores"
                  if worker_limit in ("auto", "cores") else f"worker_limit={limit}")
-        raise ConfigError(f"gpus={workers} would start {workers} CPU worker processes but {bound}; "
+        raise ConfigError(f"gpus={workers} would start {here} CPU worker processes here but {bound}; "
                           f"use fewer gpus, or raise the bound explicitly with worker_limit={workers}")

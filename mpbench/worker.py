@@ -29,6 +29,7 @@ from mpbench.block_compute import prepare_blocks
 from mpbench.checkpoints import latest_complete_step, load_worker_state
 from mpbench.config import RunSpec
 from mpbench.data import load_dataset
+from mpbench.external_workers import local_rank
 from mpbench.flops import peak_flops, training_flops_per_token, utilisation
 from mpbench.host_memory import keep_freed_host_memory
 from mpbench.metrics_log import MetricsLog
@@ -73,12 +74,13 @@ def join_group(rank: int, world_size: int, backend: str, rendezvous: Rendezvous,
 
 
 def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rendezvous: Rendezvous,
-               config: dict, finish: Callable[[Path], None] | None = None) -> NoReturn:
-    """Entry point of one worker process (spawned, or started by torchrun); never returns.
+               config: dict, finish: Callable[[Path], None] | None = None, exit_at_end: bool = True) -> int:
+    """Entry point of one worker process (spawned, or started by torchrun or submitit).
 
     The worker trains, writes its report (also on failure), waits until every worker has written
-    its own, leaves the group, calls `finish(run_dir)` if given (torchrun's rank 0 writes the
-    summary there) and ends the process with exit status 0, or 1 if it failed.
+    its own, leaves the group, calls `finish(run_dir)` if given (an external launcher's rank 0
+    writes the summary there) and ends the process with exit status 0, or 1 if it failed. With
+    `exit_at_end=False` (a submitit task, whose job must record a result) it returns that status.
     """
     configure_compute_unit(topology.threads_per_worker)
     # SIGTERM (a cluster's preemption notice) asks for a clean stop: the workers agree on a step,
@@ -118,13 +120,16 @@ def run_worker(rank: int, spec: RunSpec, topology: Topology, run_dir: Path, rend
             dist.destroy_process_group()
     if finish is not None:
         finish(run_dir)
+    if not exit_at_end:
+        return 1 if failed else 0
     exit_now(1 if failed else 0)
 
 
 def _device_of(rank: int, topology: Topology) -> torch.device:
     if topology.device_type != "cuda":
         return torch.device("cpu")
-    device = torch.device("cuda", rank % torch.cuda.device_count())
+    here = local_rank()  # a launcher over several nodes says which of this node's GPUs is ours
+    device = torch.device("cuda", here if here is not None else rank % torch.cuda.device_count())
     torch.cuda.set_device(device)
     return device
 
