@@ -51,9 +51,9 @@ def max_difference(a: dict, b: dict) -> float:
     return max((x.double() - y.double()).abs().max().item() for x, y in zip(a.values(), [b[k] for k in a]))
 
 
-def equivalence(tmp: Path) -> list[dict]:
+def equivalence(tmp: Path, device: str = "cuda") -> list[dict]:
     common = ["model=gpt_tiny", "dataset=tinyshakespeare", "dataset.seq_len=64", "batch_size=8", "steps=6",
-              "eval_every=6", "eval_batches=1", "dtype=float64", "device=cuda", "gpus=1", "optimizer=sgd",
+              "eval_every=6", "eval_batches=1", "dtype=float64", f"device={device}", "gpus=1", "optimizer=sgd",
               "optimizer.lr=0.1", "save_weights=true"]
     reference_dir = tmp / "backprop"
     run_config([*common, "algorithm=backprop"], reference_dir, tmp)
@@ -65,11 +65,11 @@ def equivalence(tmp: Path) -> list[dict]:
         difference = max_difference(reference, torch.load(run_dir / "weights" / "rank0.pt"))
         rows.append({"algorithm": name, "backend": summary.get("backend"), "max_abs_difference": difference,
                      "equal": difference <= TOLERANCE})
-    print("\n| on CUDA, float64, vs backprop | backend | largest weight difference | within 1e-10 |\n|---|---|---|---|")
+    print(f"\n| on {device}, float64, vs backprop | backend | largest weight difference | within 1e-10 |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['algorithm']} | {r['backend']} | {r['max_abs_difference']:.3g} | {r['equal']} |")
     if not all(r["equal"] for r in rows):
-        raise AssertionError("a CUDA run differs from backprop beyond 1e-10")
+        raise AssertionError(f"a {device} run differs from backprop beyond 1e-10")
     return rows
 
 
@@ -116,13 +116,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="sequences of 1024 tokens per MFU step")
     parser.add_argument("--precision", action="append", choices=list(PRECISIONS),
                         help="MFU runs of only these precisions (repeatable); default: all")
+    parser.add_argument("--cpu", action="store_true", help="the equivalence part on the CPU (a dry run of the script)")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.cpu and args.part != ["equivalence"]:
+        sys.exit("gpu_check: --cpu runs the equivalence part only; add --part equivalence")
+    if not args.cpu and not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device here; run it on a machine with one (benchmarks/gpu_check.sh)")
     chosen = {name: PRECISIONS[name] for name in (args.precision or PRECISIONS)}
-    parts = {"equivalence": equivalence, "mfu": lambda tmp: mfu(tmp, args.steps, args.batch_size, chosen),
+    parts = {"equivalence": lambda tmp: equivalence(tmp, "cpu" if args.cpu else "cuda"), "mfu": lambda tmp: mfu(tmp, args.steps, args.batch_size, chosen),
              "simulator": simulator}
-    results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    results = {"device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "torch": torch.__version__}
     print(f"gpu_check on {results['device']}, torch {results['torch']}", flush=True)
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
