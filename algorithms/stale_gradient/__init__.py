@@ -9,6 +9,8 @@ error of the batch it has just forwarded. Three members, each one file:
     ddg.py              DDG (ICML 2018): module k on worker k, exact stale gradients (semantics S)
     features_replay.py  Features Replay (NeurIPS 2018): the same, recomputed from stored inputs (R)
     ouroboros.py        Ouroboros (NeurIPS 2019): K modules on K-1 workers in a ring (tied embedding once)
+    pipedream_2bw.py    PipeDream-2BW (ICML 2021): every stage one update behind, two weight versions
+                        (the one-process emulation; its workers' pipeline is not built yet)
 
 and what they share:
 
@@ -21,4 +23,4 @@ and what they share:
 Reading one member: its file, placement.py, worker_loop.py and delayed_module.py.
 """
 
-from algorithms.stale_gradient import ddg, features_replay, ouroboros  # noqa: F401 (registers them)
+from algorithms.stale_gradient import ddg, features_replay, ouroboros, pipedream_2bw  # noqa: F401 (registers them)
