@@ -46,6 +46,7 @@ def test_mfu_is_achieved_over_every_devices_peak():
     assert utilisation(1e9, 1e5, None, devices=1)["mfu"] is None
 
 
+@pytest.mark.slow
 def test_the_gpu_check_refuses_without_a_gpu_and_its_equivalence_part_runs_on_the_cpu(tmp_path):
     """benchmarks/gpu_check.py is run on a GPU machine; here, its CPU side: one clear line without
     CUDA, and its equivalence spot-checks (data_parallel and a one-stage pipeline vs backprop)."""
