@@ -29,8 +29,8 @@ from analysis.derive import Metric, measured_ok, simulated
 # with Agg, and a notebook shows a returned Figure (after %matplotlib inline).
 PALETTE = matplotlib.colormaps["tab20"].colors
 # Every registered algorithm, by family (tests/test_imports.py checks it against the registry).
-ALGORITHMS = ("backprop", "data_parallel", "pipeline", "hypar", "ddg", "features_replay", "ouroboros",
-              "pipedream_2bw", "local_critic", "critic_training", "dgl", "dni", "sub_model_backprop")
+ALGORITHMS = ("backprop", "data_parallel", "pipeline", "hypar", "diloco", "ddg", "features_replay", "ouroboros",
+              "pipedream_2bw", "async_nesterov", "local_critic", "critic_training", "dgl", "dni", "sub_model_backprop")
 LINESTYLES = ("-", "--", ":", "-.")
 MIB = 2 ** 20
 OVERSUBSCRIBED = Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor="0.3",

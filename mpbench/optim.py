@@ -21,14 +21,19 @@ from torch import nn
 from mpbench.config import OptimizerSpec
 
 
-def make_optimizer(params: Iterable[nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """An optimizer over `params`; weight decay only on tensors of dim >= 2 (weights, kernels)."""
+def weight_decay_groups(params: Iterable[nn.Parameter], spec: OptimizerSpec) -> list[dict]:
+    """The trained `params` as optimizer groups: weight decay only on tensors of dim >= 2."""
     params = [p for p in params if p.requires_grad]
     decayed = [p for p in params if p.dim() >= 2]
     plain = [p for p in params if p.dim() < 2]  # biases, norm gains: decaying them hurts and is uncommon
     groups = [{"params": decayed, "weight_decay": spec.weight_decay},
               {"params": plain, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(params: Iterable[nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
+    """An optimizer over `params`; weight decay only on tensors of dim >= 2 (weights, kernels)."""
+    groups = weight_decay_groups(params, spec)
     if spec.name == "sgd":
         return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
     optimizer_cls = torch.optim.AdamW if spec.name == "adamw" else torch.optim.Adam
@@ -44,13 +49,15 @@ class Optimizers:
     worker's norm of a clip group into the norm over every worker holding a piece of it (a
     pipeline's stages), so that every piece is scaled by the same factor; `copies` are parameters
     scaled with their group but left out of its norm, because another worker counts the same
-    gradient (the second copy of a tied tensor).
+    gradient (the second copy of a tied tensor). `make` builds each part's optimizer from its
+    parameters and `spec` (an algorithm with its own update rule passes its own).
     """
 
     def __init__(self, spec: OptimizerSpec, parts: dict[str, Iterable[nn.Parameter]],
                  clip_groups: list[list[nn.Parameter]] | None = None,
                  combine_norms: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 copies: Iterable[nn.Parameter] = ()):
+                 copies: Iterable[nn.Parameter] = (),
+                 make: Callable[[list[nn.Parameter], OptimizerSpec], torch.optim.Optimizer] = make_optimizer):
         self.spec = spec
         seen: set[int] = set()
         self.parts: dict[str, list[nn.Parameter]] = {}
@@ -59,7 +66,7 @@ class Optimizers:
             seen.update(map(id, own))
             if own:
                 self.parts[name] = own
-        self.optimizers = {name: make_optimizer(params, spec) for name, params in self.parts.items()}
+        self.optimizers = {name: make(params, spec) for name, params in self.parts.items()}
         self.clip_groups = clip_groups if clip_groups is not None else list(self.parts.values())
         self.combine_norms = combine_norms
         self.copies = {id(p) for p in copies}
@@ -101,6 +108,19 @@ class Optimizers:
     def load_state_dict(self, state: dict) -> None:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state[name])
+            _keep_saved_dtypes(optimizer, state[name])
+
+
+def _keep_saved_dtypes(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Put back the dtype each state tensor was saved with: torch casts a loaded state tensor to
+    its parameter's dtype, and NAdam's float32 `mu_product` of a float64 parameter would then
+    continue in float64, a different trajectory from the uninterrupted run's."""
+    by_index = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, values in saved["state"].items():
+        live = optimizer.state[by_index[index]]
+        for key, value in values.items():
+            if torch.is_tensor(value) and torch.is_tensor(live.get(key)) and live[key].dtype != value.dtype:
+                live[key] = live[key].to(value.dtype)
 
 
 def lr_at(step: int, total_steps: int, spec: OptimizerSpec) -> float:

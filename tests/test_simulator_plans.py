@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from algorithms.data_parallel import DataParallelSettings
+from algorithms.diloco import DiLoCoSettings
 from algorithms.pipeline import PipelineSettings
 from algorithms.stale_gradient.family import StaleGradientSettings
 from mpbench.simulate.costs import BlockCost
@@ -125,3 +126,12 @@ def test_a_slower_link_never_makes_a_step_faster():
     times = [run_plan(setup("pipeline", 4, settings, costs, Link(latency, 1e9, "test"))).step_s
              for latency in (0.0, 0.01, 0.1)]
     assert times == sorted(times) and times[0] < times[-1]
+
+
+@pytest.mark.parametrize("H", [1, 4])
+def test_diloco_charges_each_step_one_H_th_of_its_parameter_all_reduce(H):
+    # 2 replicas of one worker, 8 blocks of 1 MiB: a 2-worker all-reduce of n bytes takes n / β = 8 s.
+    costs = FakeCosts(params=1 << 20, per_row=True)
+    link = Link(0.0, float(1 << 20), "test: 1 MiB/s")
+    ran = run_plan(setup("diloco", 2, DiLoCoSettings(partitions=1, microbatches=1, inner_steps=H), costs, link))
+    assert ran.step_s == pytest.approx(8 * 3 / 2 + 8.0 / H, abs=1e-3)

@@ -3,11 +3,11 @@
 algorithm's own code runs them; docs/simulator.md says what each one models and leaves out.
 
     data_parallel.py     backprop, data_parallel (DDP's bucketed all-reduce beside the backward)
-    pipelines.py         pipeline and hypar: every torch schedule, in torch's own order
+    pipelines.py         pipeline, hypar and diloco: every torch schedule, in torch's own order
     pipeline_bubbles.py  one pipeline flush from per-stage costs, built by pipelines.py's
                          `add_schedule`, and the zero-bubble paper's ZB-H1 and ZB-H2 (the
                          exact checks of tests/test_simulator_exact.py)
-    stale_gradient.py    ddg, features_replay, ouroboros (linear and ring; S, H, R)
+    stale_gradient.py    ddg, features_replay, ouroboros, async_nesterov (linear and ring; S, H, R)
     local_learning.py    local_critic, critic_training, dgl, dni, sub_model_backprop
 """
 

@@ -8,6 +8,11 @@ a backward of stage s for the input gradient of stage s+1, W for its own I; torc
 are not waits of their own, the dependencies are. After the schedule, hypar's replicas average
 their gradients (one flat all-reduce per pipeline position, as algorithms/pipeline.py does), and
 every worker steps its optimizer. Tied tensors' small part exchange is not modelled.
+
+diloco runs hypar's pipelines without the per-step gradient average; every H = inner_steps steps
+its workers all-reduce their parameters instead. The simulator measures a steady iteration, so
+that all-reduce is charged 1/H of its time in every iteration (its cost amortised over the
+round; the round's one long step is not drawn).
 """
 
 from __future__ import annotations
@@ -144,7 +149,7 @@ def torch_actions(schedule: str, ranks: int, stages_per_rank: int, microbatches:
     return flat
 
 
-@plan_for("pipeline", "hypar")
+@plan_for("pipeline", "hypar", "diloco")
 def pipelines(setup: Setup) -> Programs:
     s, programs = setup.settings, Programs()
     P = getattr(s, "partitions", setup.workers)
@@ -166,6 +171,7 @@ def pipelines(setup: Setup) -> Programs:
                       for r in range(P)]
     opt_of_rank = [sum(c.optimizer_s for k in range(stages) if rank_of[k] == r for c in parts[k]) for r in range(P)]
     actions = as_actions(torch_actions(s.schedule, P, v, m))
+    every = getattr(s, "inner_steps", 1)  # steps per all-reduce of the replicas: diloco's H, else 1
     for replica in range(R):
         for r in range(P):
             programs.hold(replica * P + r, params_of_rank[r], setup.state_copies)
@@ -184,7 +190,7 @@ def pipelines(setup: Setup) -> Programs:
                 done = []
                 if R > 1:
                     reduce = programs.add((t, replica, "AR", r), worker(r), "allreduce",
-                                          setup.link.all_reduce_s(params_of_rank[r], R), iteration=t,
+                                          setup.link.all_reduce_s(params_of_rank[r], R) / every, iteration=t,
                                           group=(t, "AR", r), label="AR")
                     done = [(reduce, 0.0)]
                 programs.add((t, replica, "O", r), worker(r), "optimizer", opt_of_rank[r],

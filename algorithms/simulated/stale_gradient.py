@@ -1,4 +1,4 @@
-"""ddg, features_replay, ouroboros: K modules, module k's backward d_k = K-1-k iterations late.
+"""ddg, features_replay, ouroboros, async_nesterov (ddg with another optimizer): K modules, module k's backward d_k = K-1-k iterations late.
 
 Each worker runs, per iteration t, the loop of algorithms/stale_gradient/worker_loop.py: the
 forward of its first module (batch t), the delayed backwards it owes (each needs the error module
@@ -24,7 +24,7 @@ def _fill(setup: Setup) -> int:
     return module_count(s.placement, s.modules, setup.workers) + 1
 
 
-@plan_for("ddg", "features_replay", "ouroboros", warm_up=_fill)
+@plan_for("ddg", "features_replay", "ouroboros", "async_nesterov", warm_up=_fill)
 def stale_gradient(setup: Setup) -> Programs:
     s, programs = setup.settings, Programs()
     placement = PLACEMENTS[s.placement]

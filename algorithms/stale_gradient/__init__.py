@@ -11,6 +11,8 @@ error of the batch it has just forwarded. Three members, each one file:
     ouroboros.py        Ouroboros (NeurIPS 2019): K modules on K-1 workers in a ring (tied embedding once)
     pipedream_2bw.py    PipeDream-2BW (ICML 2021): every stage one update behind, two weight versions
                         (the one-process emulation; its workers' pipeline is not built yet)
+    async_nesterov.py   Nesterov for asynchronous pipelines (ICML 2025): ddg's pipeline, each module's
+                        optimizer Nesterov with a look-ahead that offsets the delay
 
 and what they share:
 
@@ -23,4 +25,4 @@ and what they share:
 Reading one member: its file, placement.py, worker_loop.py and delayed_module.py.
 """
 
-from algorithms.stale_gradient import ddg, features_replay, ouroboros, pipedream_2bw  # noqa: F401 (registers them)
+from algorithms.stale_gradient import async_nesterov, ddg, features_replay, ouroboros, pipedream_2bw  # noqa: F401

@@ -7,15 +7,19 @@ of H and R), and `gradient_fifo.GradientFifo`, the one-process emulation of S (Â
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
+
+import torch
 
 from algorithms.stale_gradient.delayed_module import delay_of_module
 from algorithms.stale_gradient.placement import PLACEMENTS, module_count
 from mpbench.algorithm import Algorithm, BuildContext
 from mpbench.blocks import BlockModel
-from mpbench.config import RunSpec
+from mpbench.config import OptimizerSpec, RunSpec
 from mpbench.errors import ConfigError
 from mpbench.parallel.balance import agreed_split, check_split
+from mpbench.optim import make_optimizer
 from mpbench.parallel.split import check_runtime
 from mpbench.settings import Settings
 
@@ -36,6 +40,10 @@ class StaleGradientSettings(Settings):
     def validate(self):
         if self.modules is not None and self.modules < 1:
             raise ValueError(f"modules must be a positive integer or null, got {self.modules!r}")
+
+    def optimizer_rule(self) -> Callable[[list, OptimizerSpec], torch.optim.Optimizer]:
+        """What each module's optimizer is: the run's (`optimizer`), unless a member has its own rule."""
+        return make_optimizer
 
 
 class StaleGradientFamily(Algorithm[StaleGradientSettings]):

@@ -36,7 +36,8 @@ class GradientFifo(StaleGradientFamily):
                     for k in range(K)}
         parts = {f"module{k}": params for k, params in self.own.items()}
         parts.update({f"tie:{tie.name}": [t] for tie, t in zip(spanning, self.tied)})
-        self.optimizers = Optimizers(context.optimizer, parts)  # one clip group per part, as the workers
+        # one clip group per part, as the workers
+        self.optimizers = Optimizers(context.optimizer, parts, make=self.settings.optimizer_rule())
         self.queues: list[deque] = [deque() for _ in range(K)]  # per module: (its block, its tie parts)
 
     def batch_rows(self, batch_size: int) -> slice:

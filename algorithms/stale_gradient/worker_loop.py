@@ -73,7 +73,8 @@ class DecoupledBackprop(StaleGradientFamily):
         parts = {f"module{k}": [p for p in m.params.values() if not self.ties.is_tied(p)]
                  for k, m in self.modules.items()}
         parts.update({f"tie:{t.name}": [t.tensor] for t in self.ties})
-        self.optimizers = Optimizers(context.optimizer, parts)  # one clip group per part
+        # one clip group per part
+        self.optimizers = Optimizers(context.optimizer, parts, make=self.settings.optimizer_rule())
         self.iteration = 0
         self.errors_ahead: dict[int, torch.Tensor] = {}  # module -> its next error, taken early (a checkpoint)
 
