@@ -6,8 +6,8 @@ against `backprop` after the same number of steps on the same batches (docs/algo
 
 The stale runs use `runtime=emulated` (one process): the updates are those of the workers, so the
 curve is the algorithm's and not the machine's. ddg and ouroboros delay module k by K-k updates;
-pipedream_2bw delays every stage by one (one micro-batch here: m changes only the
-summation order of the update). Default: gpt_mini on tiny-shakespeare, batch 32, AdamW
+pipedream_2bw delays every stage by one (m = K micro-batches: m changes only the
+summation order of the update). async_nesterov is ddg with its Nesterov-corrected optimizer. Default: gpt_mini on tiny-shakespeare, batch 32, AdamW
 with warm-up and cosine decay (experiments/optimizer/adamw.yaml).
 """
 
@@ -23,14 +23,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--model", default="gpt_mini")
     parser.add_argument("overrides", nargs="*", help="more run.py overrides for every run, e.g. optimizer.lr=1e-3")
-    parser.add_argument("--algorithms", default="ouroboros", help="comma-separated: ouroboros, ddg, pipedream_2bw")
+    parser.add_argument("--algorithms", default="ouroboros", help="comma-separated: ouroboros, ddg, pipedream_2bw, async_nesterov")
     parser.add_argument("--modules", default="2,3,4,5", help="comma-separated K (modules, or 2BW's stages)")
     args = parser.parse_args()
     configs = {"backprop": ["algorithm=backprop"]}
     for name in args.algorithms.split(","):
         for k in map(int, args.modules.split(",")):
-            configs[f"{name} K={k}"] = [f"algorithm={name}", f"algorithm.stages={k}", "algorithm.microbatches=1"] if name == "pipedream_2bw" else \
-                [f"algorithm={name}", "algorithm.runtime=emulated", f"algorithm.modules={k}"]
+            depth = f"algorithm.stages={k}" if name == "pipedream_2bw" else f"algorithm.modules={k}"
+            configs[f"{name} K={k}"] = [f"algorithm={name}", "algorithm.runtime=emulated", depth]
     common = [f"model={args.model}", f"steps={args.steps}", f"eval_every={args.steps}", "gpus=1", *args.overrides]
     results = time_per_iteration(configs, common, rounds=1)
     reference = results["backprop"]["summary"]["final"]

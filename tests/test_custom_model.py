@@ -80,11 +80,10 @@ def test_a_function_returning_something_else_is_refused(tmp_path, monkeypatch):
 def test_a_users_model_trains_with_every_algorithm(tmp_path):
     """The example, copied beside where the user runs, through one multirun of every algorithm."""
     shutil.copy(REPO / "examples" / "char_mlp.py", tmp_path / "my_models.py")
-    one_worker = {"backprop", "sub_model_backprop", "pipedream_2bw"}
+    one_worker = {"backprop", "sub_model_backprop"}
     custom = ["model=custom", "model.target=my_models:build", "steps=2", "eval_every=2", "eval_batches=1"]
     grids = [["algorithm=" + ",".join(sorted(set(ALGORITHMS) - one_worker)), "gpus=2"],
-             ["algorithm=sub_model_backprop", "gpus=1", "algorithm.groups=2"],
-             ["algorithm=pipedream_2bw", "gpus=1"]]  # backprop: the next test
+             ["algorithm=sub_model_backprop", "gpus=1", "algorithm.groups=2"]]  # backprop: the next test
     trained = set()
     for number, grid in enumerate(grids):
         sweep = tmp_path / f"sweep{number}"

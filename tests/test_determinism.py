@@ -19,7 +19,7 @@ from tests.cli import TINY, read_metrics, run_cli
 
 pytestmark = pytest.mark.slow
 
-ONE_WORKER = {"backprop": [], "sub_model_backprop": ["algorithm.groups=2"], "pipedream_2bw": []}
+ONE_WORKER = {"backprop": [], "sub_model_backprop": ["algorithm.groups=2"]}
 QUICK = [*TINY, "steps=2", "eval_every=2", "eval_batches=1", "seed=0,0"]
 UNSPLIT = {"data_parallel"}  # DDP's all-reduce runs inside the backward
 

@@ -17,7 +17,7 @@ from models.gpt import GPTSettings
 from mpbench.algorithm import BuildContext, NoSettings
 from mpbench.config import OptimizerSpec
 from mpbench.data.base import DataInfo
-from tests.cli import TINY, read_summary, run_cli
+from tests.cli import TINY, merged_weights, read_metrics, read_summary, run_cli, run_to_completion
 from tests.test_stale_gradient_rules import analytic_gradients, linear_model, one_worker
 
 SGD = OptimizerSpec(name="sgd", lr=0.05)
@@ -25,7 +25,7 @@ ADAM = OptimizerSpec(name="adam", lr=0.01)
 
 
 def two_bw(model, optimizer, stages, microbatches=None, example=None):
-    settings = PipeDream2BWSettings(stages=stages, microbatches=microbatches)
+    settings = PipeDream2BWSettings(stages=stages, microbatches=microbatches, runtime="emulated")
     return PipeDream2BW(BuildContext(model, one_worker(), optimizer, settings, example))
 
 
@@ -106,9 +106,40 @@ def test_a_checkpoint_continues_exactly():
 
 def test_a_run_through_run_py_records_the_rule(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli([*TINY, "algorithm=pipedream_2bw", "algorithm.stages=4", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    result = run_cli([*TINY, "algorithm=pipedream_2bw", "algorithm.stages=4", "algorithm.runtime=emulated",
+                      f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = read_summary(run_dir)
     assert summary["status"] == "ok"
     assert summary["algorithm_facts_per_worker"][0] == {"stages": 4, "microbatches": 4, "version_delay": 1,
-                                                        "weight_versions": 2}
+                                                        "weight_versions": 2, "runtime": "emulated"}
+
+
+# The workers (runtime=distributed: stage s on worker s, 1F1B never flushed) through run.py, float64.
+
+WORKERS = ["dtype=float64", "steps=8", "batch_size=8", "eval_batches=1", "save_weights=true", "timeout_s=60",
+           "model=gpt_tiny", "dataset.seq_len=16", "algorithm=pipedream_2bw"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stages, extra", [
+    (2, ["algorithm.microbatches=2", "eval_every=8", "optimizer=adamw", "optimizer.warmup_steps=2"]),
+    (3, ["algorithm.microbatches=4", "eval_every=8", "optimizer=adamw", "optimizer.clip_norm=0.05"]),
+    # evaluations every 3 steps finish the batch in flight and refill the pipeline
+    (4, ["algorithm.microbatches=4", "eval_every=3", "optimizer=sgd", "optimizer.lr=0.5", "optimizer.momentum=0.9"]),
+])
+def test_the_workers_take_the_emulations_updates(stages, extra, tmp_path, shared_data_dir):
+    env = {"MPBENCH_DATA_DIR": str(shared_data_dir)}
+    emulated = run_to_completion(tmp_path, "emulated", [*WORKERS, *extra, "gpus=1", "algorithm.runtime=emulated",
+                                                        f"algorithm.stages={stages}"], env)
+    workers = run_to_completion(tmp_path, "workers", [*WORKERS, *extra, f"gpus={stages}"], env)
+    reference, got = merged_weights(emulated, 1), merged_weights(workers, stages)  # tied copies agree exactly
+    assert got.keys() == reference.keys()
+    worst = max((got[k] - reference[k]).abs().max().item() for k in reference)
+    assert worst <= 1e-10, worst
+    expected = [(r["step"], r["train_loss"], r.get("eval_loss")) for r in read_metrics(emulated)]
+    for (step, train, evaluation), row in zip(expected, read_metrics(workers)):
+        assert row["step"] == step and row["train_loss"] == pytest.approx(train, abs=1e-10)
+        assert row.get("eval_loss") == (None if evaluation is None else pytest.approx(evaluation, abs=1e-10))
+    facts = read_summary(workers)["algorithm_facts_per_worker"]
+    assert [f["backward_lag"] for f in facts] == list(range(stages - 1, -1, -1))

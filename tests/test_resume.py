@@ -2,7 +2,7 @@
 
 - A run killed mid-way and started again with resume=true continues from its last checkpoint and
   ends with the uninterrupted run's weights and losses, bit for bit (float64; backprop,
-  data_parallel, pipeline, local_critic, ddg, diloco; hypar shares pipeline's state code, features_replay
+  data_parallel, pipeline, local_critic, ddg, diloco, pipedream_2bw; hypar shares pipeline's state code, features_replay
   and ouroboros ddg's, and their one-process engines are checked in test_stale_gradient_rules.py).
 - A multirun started again with resume=true leaves finished runs alone and re-runs the others.
 - SIGTERM: the workers agree on a step, checkpoint there and exit; the run is `interrupted` and
@@ -39,7 +39,9 @@ ALGORITHMS = {"backprop": ["gpus=1"], "data_parallel": ["algorithm=data_parallel
               # dropout: the batches still owed a backward are rebuilt with their masks
               "ddg": ["algorithm=ddg", "model.dropout=0.1", "gpus=2"],
               # a checkpoint (step 3) between two synchronisations (steps 2 and 4)
-              "diloco": ["algorithm=diloco", "algorithm.inner_steps=2", "algorithm.microbatches=2", "gpus=2"]}
+              "diloco": ["algorithm=diloco", "algorithm.inner_steps=2", "algorithm.microbatches=2", "gpus=2"],
+              # the checkpoint finishes the batch in flight first (stage 0 owes backwards between steps)
+              "pipedream_2bw": ["algorithm=pipedream_2bw", "algorithm.microbatches=2", "gpus=2"]}
 
 
 def losses(run_dir: Path) -> list:

@@ -9,7 +9,7 @@ import pytest
 from tests.cli import read_summary, run_cli
 
 TINY = ["model=gpt_tiny", "simulator.link=pcie4"]  # a preset link: no ping-pong processes in tests
-ALGORITHMS = "backprop,data_parallel,pipeline,hypar,diloco,async_nesterov,ddg,features_replay,ouroboros,local_critic,critic_training,dgl,dni"
+ALGORITHMS = "backprop,data_parallel,pipeline,hypar,diloco,async_nesterov,pipedream_2bw,ddg,features_replay,ouroboros,local_critic,critic_training,dgl,dni"
 
 
 @pytest.fixture(scope="module")

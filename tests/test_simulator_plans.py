@@ -14,6 +14,7 @@ from algorithms.data_parallel import DataParallelSettings
 from algorithms.diloco import DiLoCoSettings
 from algorithms.pipeline import PipelineSettings
 from algorithms.stale_gradient.family import StaleGradientSettings
+from algorithms.stale_gradient.pipedream_2bw import PipeDream2BWSettings
 from mpbench.simulate.costs import BlockCost
 from mpbench.simulate.link import Link
 from mpbench.simulate.plan import Setup
@@ -135,3 +136,13 @@ def test_diloco_charges_each_step_one_H_th_of_its_parameter_all_reduce(H):
     link = Link(0.0, float(1 << 20), "test: 1 MiB/s")
     ran = run_plan(setup("diloco", 2, DiLoCoSettings(partitions=1, microbatches=1, inner_steps=H), costs, link))
     assert ran.step_s == pytest.approx(8 * 3 / 2 + 8.0 / H, abs=1e-3)
+
+
+@pytest.mark.parametrize("p,m", [(2, 4), (4, 4), (4, 8)])
+def test_pipedream_2bw_never_flushes_so_a_step_is_m_slots(p, m):
+    # Equal stages, free link: after the first iteration each stage runs m forwards and m
+    # backwards per step back to back, where 1F1B with a flush takes m + p - 1 slots.
+    costs = FakeCosts(blocks_n=p, per_row=False)
+    ran = run_plan(setup("pipedream_2bw", p, PipeDream2BWSettings(microbatches=m), costs))
+    assert ran.step_s == pytest.approx(m * 3.0)
+    assert ran.idle_fraction[0] == pytest.approx(0.0, abs=1e-9)

@@ -8,7 +8,8 @@ algorithm's own code runs them; docs/simulator.md says what each one models and 
                          `add_schedule`, and the zero-bubble paper's ZB-H1 and ZB-H2 (the
                          exact checks of tests/test_simulator_exact.py)
     stale_gradient.py    ddg, features_replay, ouroboros, async_nesterov (linear and ring; S, H, R)
+    pipedream_2bw.py     pipedream_2bw's workers: 1F1B never flushed, two stashed versions
     local_learning.py    local_critic, critic_training, dgl, dni, sub_model_backprop
 """
 
-from algorithms.simulated import data_parallel, local_learning, pipelines, stale_gradient  # noqa: F401
+from algorithms.simulated import data_parallel, local_learning, pipedream_2bw, pipelines, stale_gradient  # noqa: F401

@@ -10,7 +10,7 @@ error of the batch it has just forwarded. Three members, each one file:
     features_replay.py  Features Replay (NeurIPS 2018): the same, recomputed from stored inputs (R)
     ouroboros.py        Ouroboros (NeurIPS 2019): K modules on K-1 workers in a ring (tied embedding once)
     pipedream_2bw.py    PipeDream-2BW (ICML 2021): every stage one update behind, two weight versions
-                        (the one-process emulation; its workers' pipeline is not built yet)
+                        (its settings and the one-process emulation)
     async_nesterov.py   Nesterov for asynchronous pipelines (ICML 2025): ddg's pipeline, each module's
                         optimizer Nesterov with a look-ahead that offsets the delay
 
@@ -21,6 +21,7 @@ and what they share:
     delayed_module.py   one module: forward, what it keeps (S, H, R), delayed backward, checkpoint
     worker_loop.py      the per-worker iteration, messages and tied tensors, optimizers
     gradient_fifo.py    the one-process emulation of S: a FIFO of gradient blocks
+    double_buffered_pipeline.py  pipedream_2bw's workers: 1F1B never flushed, versions by batch
 
 Reading one member: its file, placement.py, worker_loop.py and delayed_module.py.
 """

@@ -21,9 +21,11 @@ Our reading, where the paper is silent (docs/algorithms/stale_gradient.md §12):
   made with its gradient (no skipped step);
 - buffers (BatchNorm statistics) are not versioned: every forward updates the live ones.
 
-This file runs the rule in one process (`runtime=emulated`): per step, m forwards and backwards at
-the stashed version, then one optimizer step on the live weights. The workers' pipeline (each
-stage on its own worker) is not built yet.
+This file holds the settings and runs the rule in one process (`runtime=emulated`): per step, m
+forwards and backwards at the stashed version, then one optimizer step on the live weights. The
+workers (`runtime=distributed`, stage s on worker s, a 1F1B pipeline never flushed) are
+double_buffered_pipeline.py; both take one optimizer per stage and per tensor tied across stages,
+so that `optimizer.clip_norm` clips what a stage can see alone (one norm per part).
 """
 
 from __future__ import annotations
@@ -34,32 +36,41 @@ from typing import Literal
 import torch
 from torch.func import functional_call
 
+from algorithms.stale_gradient.double_buffered_pipeline import (
+    DoubleBufferedPipeline,
+    cross_stage_ties,
+    uniform_split,
+)
 from mpbench.algorithm import Algorithm, BuildContext, StepLoss
 from mpbench.blocks import BlockModel, EvalTotals
 from mpbench.config import RunSpec
 from mpbench.errors import ConfigError
 from mpbench.optim import Optimizers
+from mpbench.parallel.split import check_runtime
 from mpbench.registry import register_algorithm
 from mpbench.settings import Settings
 
 
 @dataclass(frozen=True)
 class PipeDream2BWSettings(Settings):
-    stages: int = 2
-    """d, the pipeline stages: 1 is backprop with gradient accumulation, more give every update a delay of one."""
+    stages: int | None = None
+    """d, the pipeline stages (1: backprop with gradient accumulation; more: every update one behind); null: gpus."""
     microbatches: int | None = None
     """m, micro-batches per batch, whose gradients are accumulated; null: stages (2BW needs m >= d to fill the pipeline)."""
-    runtime: Literal["emulated"] = "emulated"
-    """emulated: the updates of the d-stage pipeline in one process (gpus=1). The workers' pipeline is not built yet."""
+    runtime: Literal["distributed", "emulated"] = "distributed"
+    """distributed: stage s on worker s (gpus = stages); emulated: the same updates in one process (gpus=1)."""
 
     def validate(self) -> None:
-        if self.stages < 1:
+        if self.stages is not None and self.stages < 1:
             raise ValueError(f"stages must be a positive integer, got {self.stages!r}")
         if self.microbatches is not None and self.microbatches < 1:
             raise ValueError(f"microbatches must be a positive integer or null, got {self.microbatches!r}")
 
-    def micro(self) -> int:
-        return self.microbatches if self.microbatches is not None else self.stages
+    def depth(self, gpus: int) -> int:
+        return self.stages if self.stages is not None else gpus
+
+    def micro(self, gpus: int) -> int:
+        return self.microbatches if self.microbatches is not None else self.depth(gpus)
 
 
 def version_delay(stages: int) -> int:
@@ -73,14 +84,25 @@ class PipeDream2BW(Algorithm[PipeDream2BWSettings]):
     @classmethod
     def check(cls, run: RunSpec, model: BlockModel) -> None:
         s = run.algorithm_settings
-        if run.gpus != 1:
-            raise ConfigError(f"pipedream_2bw: runtime=emulated runs in one process; set gpus=1 and choose the "
-                              f"pipeline with algorithm.stages (got gpus={run.gpus}; the workers' pipeline is not built yet)")
-        if s.stages > len(model.blocks):
-            raise ConfigError(f"pipedream_2bw: stages={s.stages} but the model has {len(model.blocks)} blocks; "
+        d, m = s.depth(run.gpus), s.micro(run.gpus)
+        if d > len(model.blocks):
+            raise ConfigError(f"pipedream_2bw: stages={d} but the model has {len(model.blocks)} blocks; "
                               f"at most one stage per block")
-        if run.batch_size % s.micro():
-            raise ConfigError(f"pipedream_2bw: microbatches={s.micro()} must divide batch_size={run.batch_size}")
+        check_runtime("pipedream_2bw", s.runtime, run.gpus, d, f"algorithm.stages={d}", "one worker per stage")
+        if run.batch_size % m:
+            raise ConfigError(f"pipedream_2bw: microbatches={m} must divide batch_size={run.batch_size}")
+        if s.runtime == "distributed" and m < d:
+            raise ConfigError(f"pipedream_2bw: the workers' pipeline needs microbatches >= stages ({d}) to stay "
+                              f"full without a flush, got microbatches={m}")
+        split = uniform_split(len(model.blocks), d)
+        for name, stages in cross_stage_ties(model, split).items():
+            if len(stages) > 2:
+                raise ConfigError(f"pipedream_2bw: the tied tensor {name} is used by {len(stages)} stages "
+                                  f"{list(stages)}; at most two are supported (choose algorithm.stages)")
+
+    @classmethod
+    def create(cls, context: BuildContext[PipeDream2BWSettings]) -> Algorithm:
+        return cls(context) if context.settings.runtime == "emulated" else DoubleBufferedPipeline(context)
 
     @classmethod
     def checkpoint_gap(cls, settings) -> None:
@@ -90,9 +112,14 @@ class PipeDream2BW(Algorithm[PipeDream2BWSettings]):
         super().__init__(context)
         self.owned_blocks = list(range(len(self.model.blocks)))
         self.params = dict(self.model.named_parameters())  # a tied tensor once
-        self.optimizers = Optimizers(context.optimizer, {"model": list(self.params.values())},
-                                     clip_groups=[list(self.params.values())])
-        self.delay = version_delay(self.settings.stages)
+        self.d, self.m = self.settings.depth(1), self.settings.micro(1)
+        split = uniform_split(len(self.model.blocks), self.d)
+        tied = [self.model.get_parameter(name) for name in cross_stage_ties(self.model, split)]
+        parts = {f"stage{k}": [p for p in split.module(self.model, k).parameters() if all(p is not t for t in tied)]
+                 for k in range(self.d)}
+        parts.update({f"tie{i}": [t] for i, t in enumerate(tied)})
+        self.optimizers = Optimizers(context.optimizer, parts)  # one clip group per part, as the workers
+        self.delay = version_delay(self.d)
         self.stash: dict[str, torch.Tensor] | None = None  # w(t-1): the version the batch in flight runs at
 
     def batch_rows(self, batch_size: int) -> slice:
@@ -112,7 +139,7 @@ class PipeDream2BW(Algorithm[PipeDream2BWSettings]):
         total, rows = 0.0, len(targets)
         grads: dict[str, torch.Tensor] = {}  # accumulated; a parameter no micro-batch reached takes no step
         with self.worker.clock.computing():
-            for x, y in zip(inputs.chunk(self.settings.micro()), targets.chunk(self.settings.micro())):
+            for x, y in zip(inputs.chunk(self.m), targets.chunk(self.m)):
                 loss = self.model.loss(functional_call(self.model, version, (x,)), y) * (len(y) / rows)
                 for name, g in zip(version, torch.autograd.grad(loss, list(version.values()), allow_unused=True)):
                     if g is not None:
@@ -136,5 +163,5 @@ class PipeDream2BW(Algorithm[PipeDream2BWSettings]):
         self.stash = None if state["stash"] is None else {n: t.to(device) for n, t in state["stash"].items()}
 
     def facts(self) -> dict:
-        return {"stages": self.settings.stages, "microbatches": self.settings.micro(), "version_delay": self.delay,
-                "weight_versions": 2 if self.delay else 1}
+        return {"stages": self.d, "microbatches": self.m, "version_delay": self.delay,
+                "weight_versions": 2 if self.delay else 1, "runtime": "emulated"}
