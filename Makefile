@@ -16,6 +16,7 @@ bench: env  ## speed benchmarks: each prints ratios measured side by side in one
 	$(PY) -m benchmarks.trainer_overhead
 	$(PY) -m benchmarks.pipeline_speedup
 	$(PY) -m benchmarks.stale_gradient_speedup
+	$(PY) -m benchmarks.descendants_speedup
 	$(PY) -m benchmarks.local_critic_speedup
 	$(PY) -m benchmarks.simulator_speed
 
