@@ -138,8 +138,8 @@ COMMON = ["dtype=float64", "steps=8", "batch_size=8", "eval_every=4", "eval_batc
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer", [["optimizer=adamw", "optimizer.warmup_steps=2"], ["optimizer=sgd", "optimizer.lr=0.1"]])
-@pytest.mark.parametrize("K", [2, 3])
+@pytest.mark.parametrize("K, optimizer", [(2, ["optimizer=adamw", "optimizer.warmup_steps=2"]),
+                                          (3, ["optimizer=sgd", "optimizer.lr=0.1"])])
 def test_the_workers_take_the_emulations_updates(K, optimizer, tmp_path, shared_data_dir):
     env = {"MPBENCH_DATA_DIR": str(shared_data_dir)}
     emulated = run_to_completion(tmp_path, "emulated", [*COMMON, *optimizer, "gpus=1", "algorithm.runtime=emulated",

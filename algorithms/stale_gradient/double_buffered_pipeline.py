@@ -117,6 +117,8 @@ class DoubleBufferedPipeline(Algorithm):
         needed = max(t - 1, 0)
         version = {}
         for part, names in self.names_of.items():
+            if not names:
+                continue
             if self.applied[part] == needed:
                 stash = {n: self.params[n].detach().clone() for n in names}
             else:
