@@ -93,10 +93,10 @@ class OuterStep:
             if tensor.is_floating_point():
                 self.alias[name] = first_name.setdefault(tensor.data_ptr(), name)
         self.theta = {name: live[name].detach().clone() for name in first_name.values()}
-        self.trained = [n for n in self.theta if live[n].data_ptr() in trained]
+        self.trained = {n for n in self.theta if live[n].data_ptr() in trained}
         nesterov = settings.outer_nesterov and settings.outer_momentum > 0
         # (a worker whose blocks have no parameters still takes part: one empty stand-in)
-        self.optimizer = torch.optim.SGD([self.theta[n] for n in self.trained] or [torch.zeros(0)],
+        self.optimizer = torch.optim.SGD([t for n, t in self.theta.items() if n in self.trained] or [torch.zeros(0)],
                                          lr=settings.outer_lr, momentum=settings.outer_momentum, nesterov=nesterov)
 
     def flat(self, live: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -135,7 +135,7 @@ class OuterStep:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def _ids(params) -> set[int]:
+def data_pointers(params) -> set[int]:
     return {p.data_ptr() for p in params}
 
 
@@ -169,7 +169,7 @@ class DiLoCo(HyPar):
 
     def __init__(self, context: BuildContext[DiLoCoSettings]):
         super().__init__(context)
-        self.outer = OuterStep(self._live(), _ids(self.optimizers.params), self.settings)
+        self.outer = OuterStep(self._live(), data_pointers(self.optimizers.params), self.settings)
         self.steps_taken = 0
 
     def _live(self) -> dict[str, torch.Tensor]:
@@ -251,7 +251,7 @@ class DiLoCoEmulation(Algorithm[DiLoCoSettings]):
         for replica in self.replicas:
             params = list(replica.parameters())
             self.inner.append(Optimizers(context.optimizer, {"model": params}, clip_groups=[params]))
-        self.outer = OuterStep(self._live(self.model), _ids(self.model.parameters()), self.settings)
+        self.outer = OuterStep(self._live(self.model), data_pointers(self.model.parameters()), self.settings)
         self.steps_taken = 0
 
     def _live(self, model: BlockModel) -> dict[str, torch.Tensor]:

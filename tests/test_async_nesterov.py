@@ -152,4 +152,5 @@ def test_the_workers_take_the_emulations_updates(K, optimizer, tmp_path, shared_
     assert read_summary(workers)["final"]["eval_loss"] == pytest.approx(read_summary(emulated)["final"]["eval_loss"],
                                                                         abs=1e-10)
     facts = read_summary(workers)["algorithm_facts_per_worker"][0]
-    assert (facts["correction"], facts["momentum"], facts["delay_of_module"]) == (True, 0.99, list(range(K - 1, -1, -1)))
+    delays = list(range(K - 1, -1, -1))
+    assert (facts["correction"], facts["momentum"], facts["delay_of_module"]) == (True, 0.99, delays)

@@ -1,4 +1,5 @@
-"""ddg, features_replay, ouroboros, async_nesterov (ddg with another optimizer): K modules, module k's backward d_k = K-1-k iterations late.
+"""ddg, features_replay, ouroboros and async_nesterov (ddg with another optimizer): K modules,
+module k's backward d_k = K-1-k iterations late.
 
 Each worker runs, per iteration t, the loop of algorithms/stale_gradient/worker_loop.py: the
 forward of its first module (batch t), the delayed backwards it owes (each needs the error module

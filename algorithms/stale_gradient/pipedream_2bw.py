@@ -56,7 +56,7 @@ class PipeDream2BWSettings(Settings):
     stages: int | None = None
     """d, the pipeline stages (1: backprop with gradient accumulation; more: every update one behind); null: gpus."""
     microbatches: int | None = None
-    """m, micro-batches per batch, whose gradients are accumulated; null: stages (2BW needs m >= d to fill the pipeline)."""
+    """m, micro-batches per batch (gradients accumulated); null: stages (the workers need m >= d)."""
     runtime: Literal["distributed", "emulated"] = "distributed"
     """distributed: stage s on worker s (gpus = stages); emulated: the same updates in one process (gpus=1)."""
 
