@@ -73,9 +73,10 @@ def check_external_world(workers: int | None) -> str | None:
     if launcher is not None:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if workers is not None and world != workers:
-            how = f"--nnodes x --nproc-per-node={workers}" if launcher == "torchrun" else \
-                f"hydra.launcher.nodes x hydra.launcher.tasks_per_node = {workers}"
-            raise ConfigError(f"gpus={workers} but {launcher} started {world} processes; pass gpus={world} or {how}")
+            how = "--nnodes times --nproc-per-node" if launcher == "torchrun" else \
+                "hydra.launcher.nodes times hydra.launcher.tasks_per_node"
+            raise ConfigError(f"gpus={workers} but {launcher} started {world} processes; pass gpus={world}, "
+                              f"or make {how} equal {workers}")
         return None
     stale = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK") if k in os.environ]
     if stale:
