@@ -28,7 +28,7 @@ CASES = {
     "2bw more stages than blocks": (["algorithm=pipedream_2bw", "algorithm.stages=9"], "4 blocks"),
     "async nesterov momentum of one": (["algorithm=async_nesterov", "gpus=2", "algorithm.momentum=1"], "momentum"),
     "async nesterov look-ahead without momentum": (["algorithm=async_nesterov", "gpus=2", "algorithm.momentum=null",
-                                                    "optimizer=sgd"], "algorithm.momentum"),
+                                                    "optimizer=sgd", "optimizer.momentum=0"], "algorithm.momentum"),
     "diloco with no inner step": (["algorithm=diloco", "gpus=2", "algorithm.inner_steps=0"], "inner_steps"),
     "diloco outer momentum of one": (["algorithm=diloco", "gpus=2", "algorithm.outer_momentum=1"], "outer_momentum"),
     "diloco nesterov without momentum": (["algorithm=diloco", "gpus=2", "algorithm.outer_momentum=0"],
