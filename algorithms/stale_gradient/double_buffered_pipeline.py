@@ -74,7 +74,8 @@ class DoubleBufferedPipeline(Algorithm):
         # Parts: this stage's own parameters, and each tensor it shares with another stage.
         self.part_of: dict[str, str] = {n: OWN for n in self.params}
         self.peer: dict[str, int] = {}  # tied part -> the other stage holding it
-        for first_use, stages in cross_stage_ties(model, self.split).items():
+        ties = cross_stage_ties(model, self.split)
+        for first_use, stages in ties.items():
             tensor = model.get_parameter(first_use)
             for n, p in self.params.items():
                 if p is tensor and self.s in stages:
@@ -97,13 +98,14 @@ class DoubleBufferedPipeline(Algorithm):
         self.error_in = channel(self.s + 1, self.s, self.d + self.s, shapes[self.s]) if self.s < self.d - 1 else None
         self.error_out = channel(self.s, self.s - 1, self.d + self.s - 1, shapes[self.s - 1]) if self.s > 0 else None
         self.tie_out, self.tie_in = {}, {}
-        for i, (part, peer) in enumerate(sorted(self.peer.items())):
+        for part, peer in self.peer.items():
+            i = list(ties).index(part)  # the same on both holders: message streams 2d + 2i (+1)
             shape = (self.params[self.names_of[part][0]].shape, self.params[self.names_of[part][0]].dtype)
             self.tie_out[part] = channel(self.s, peer, 2 * self.d + 2 * i + (self.s > peer), shape)
             self.tie_in[part] = channel(peer, self.s, 2 * self.d + 2 * i + (peer > self.s), shape)
 
         self.step_index = 0
-        self.in_flight: deque = deque()  # (batch, leaf input, output, version, targets or None)
+        self.in_flight: deque = deque()  # (batch, leaf input, output, targets or None, loss share)
         self.versions: dict[int, dict[str, torch.Tensor]] = {}
         self.grads: dict[int, dict[str, torch.Tensor]] = {}
         self.backwards_done: dict[int, int] = {}
