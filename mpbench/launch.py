@@ -209,6 +209,7 @@ def compose_summary(spec: RunSpec, topology: Topology, run_dir: Path, started: S
     summary["algorithm_facts_per_worker"] = [r.get("algorithm") for r in ranked]
     summary["peak_memory_bytes_per_worker"] = [r.get("peak_memory_bytes") for r in ranked]
     summary["baseline_memory_bytes_per_worker"] = [r.get("baseline_memory_bytes") for r in ranked]
+    summary["memory_measure"] = next((r["memory_measure"] for r in ranked if r.get("memory_measure")), None)
     summary["iteration_s_per_worker"] = [r.get("iteration_s_median") for r in ranked]
     summary["compute_s_per_worker"] = [r.get("compute_s_median") for r in ranked]
     summary["wait_s_per_worker"] = [r.get("wait_s_median") for r in ranked]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,13 +151,6 @@ def eval_metrics(totals: EvalTotals, info: DataInfo) -> dict:
     else:
         metrics["eval_accuracy"] = totals.correct / max(totals.items, 1)
     return metrics
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    """Peak memory of this worker: max allocated on CUDA, peak resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
 class Trainer:

@@ -37,8 +37,9 @@ from mpbench.parallel.clock import IterationClock
 from mpbench.preemption import stop_signals
 from mpbench.records import atomic_write_json, worker_report_path
 from mpbench.topology import Topology
-from mpbench.trainer import Checkpointing, LossSpikes, Trainer, peak_memory_bytes, timing_summary, to_device
+from mpbench.trainer import Checkpointing, LossSpikes, Trainer, timing_summary, to_device
 from mpbench.transport import Transport
+from mpbench.worker_memory import measure_of, peak_bytes, start_measuring
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
@@ -138,7 +139,7 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
            stop_requested: Callable[[], bool]) -> dict:
     """Build this worker's data, model and algorithm, train, and return its report."""
     rank, device, dtype = worker.rank, worker.device, worker.dtype
-    baseline_memory = peak_memory_bytes(device)  # the process before data and model: interpreter, torch, gloo
+    baseline_memory = start_measuring(device)  # this process before data and model: interpreter, torch, gloo
     data = load_dataset(spec.dataset, spec.dataset_settings, spec.data_path, spec.seed, cache_dir=spec.cache_path)
     torch.manual_seed(spec.seed)
     model = spec.build_model(spec.model_settings, data.info).to(device=device, dtype=dtype)
@@ -173,7 +174,8 @@ def _train(spec: RunSpec, worker: Worker, run_dir: Path, config: dict, progress:
         "diverged_at_step": outcome.diverged_at, "diverged_reason": outcome.diverged_reason,
         "interrupted_at_step": outcome.interrupted_at,
         "checkpointed_at_step": outcome.checkpointed_at, "resumed_from_step": outcome.resumed_from,
-        "peak_memory_bytes": peak_memory_bytes(device), "baseline_memory_bytes": baseline_memory,
+        "peak_memory_bytes": peak_bytes(device), "baseline_memory_bytes": baseline_memory,
+        "memory_measure": measure_of(device),
         "iteration_s_median": time_split["iteration_s"], "compute_s_median": time_split["compute_s"],
         "wait_s_median": time_split["wait_s"],
         "bytes_sent": worker.transport.bytes_sent, "algorithm": algorithm.facts(),
