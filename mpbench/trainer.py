@@ -252,7 +252,7 @@ class Trainer:
                     current.loss.wait()  # every worker started this reduction; complete it
                     break
                 loss = row["train_loss"]
-                bar.update(1)
+                bar.step_done(row["step"], loss)
             unfinished = current
             if step % self.eval_every == 0 or step == self.steps:
                 row = self._finish_step(current, outcome, ended=None, record=False)
@@ -263,8 +263,7 @@ class Trainer:
                 last_eval = self._evaluate()
                 row.update(last_eval)
                 self._record(row, flush=True)  # metrics.jsonl is rewritten at each eval
-                bar.set_postfix(loss=f"{loss:.3f}", eval=f"{last_eval['eval_loss']:.3f}")
-                bar.update(1)
+                bar.step_done(row["step"], loss, last_eval["eval_loss"])
             if step == self.steps:
                 break
             stop = self.stop_agreed  # the same on every worker: it came with a reduced loss
@@ -275,7 +274,7 @@ class Trainer:
                     if row is None:
                         break
                     loss = row["train_loss"]
-                    bar.update(1)
+                    bar.step_done(row["step"], loss)
                 if self.checkpoints.possible:
                     self._save_checkpoint(step, outcome, last_eval, loss)
                 if stop:
