@@ -1,18 +1,21 @@
 """What the report computes from the records: speed-up, quality targets and time to target.
 
 - Speed-up of a run = time per iteration of its reference / its own, where the reference is the
-  `backprop` run on one worker of the same workload (`analysis.load.WORKLOAD_KEYS`: model, data,
-  batch, dtype, threads, device). Every run takes the same global batch per iteration, so this is
-  also the ratio of throughputs. Without a reference the speed-up is missing, and the report says so.
+  `backprop` run on one worker of the same computation (`analysis.load.COMPUTATION_KEYS`: model,
+  data, batch, dtype, threads, device, optimizer and its schedule, steps, seed, evaluation set),
+  timed in the run's own sweep where it can be (`with_reference`). Every run takes the same
+  global batch per iteration, so this is also the ratio of throughputs. Without a reference the
+  speed-up is missing, and the report says so.
 - Simulated runs (simulate=true) carry their own speed-up, over backprop on one worker simulated
   from the same profile (`sim_speedup`, analysis/load.py); they are neither references nor have a
   measured speed-up, and they take no part in the measured views below.
 - The quality metric is the task's eval metric: bits per character, else perplexity (lower is
-  better), else accuracy (higher is better).
+  better), else accuracy (higher is better); `quality_lost` is a run's final metric against its
+  reference's.
 - Time to target (MLPerf-style): training time (sum of step times, evaluation excluded) and steps
-  until an evaluation first reaches the target. The target is the one given, else the reference's
-  final metric relaxed by `margin` (relative: x (1 + margin) for a lower-is-better metric,
-  x (1 - margin) for accuracy).
+  until the eval metric first reaches the target (TO_TARGET_METHOD). The target is the one
+  given, else the reference's final metric relaxed by `margin` (relative: x (1 + margin) for a
+  lower-is-better metric, x (1 - margin) for accuracy).
 """
 
 from __future__ import annotations
@@ -59,44 +62,121 @@ def quality_metric(runs: pd.DataFrame) -> Metric:
     return Metric("eval_loss", False)
 
 
-def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
-    """`runs` plus `reference_run` (the matching backprop x 1 run, if the sweep has one that
-    finished ok), `speedup`, and the spreads of speed-up and throughput (from the runs' step-time
-    interquartile ranges: error bars, not confidence intervals)."""
-    out = runs.copy()
+def references(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that can be a reference: measured `backprop` x 1 runs that finished ok (not a
+    timing run, which ran fewer steps: analysis/reference.py)."""
     algorithm, workers = REFERENCE
-    ok = measured_ok(runs)  # a simulated backprop x 1 measured nothing to compare with
-    references = ok[(ok["algorithm"] == algorithm) & (ok["gpus"] == workers)]
-    by_workload = {w: r for w, r in references.groupby("workload")}
-    by_seed = {key: r for key, r in references.groupby(["workload", "seed"])}  # repeats: each seed its own
-    reference_run, speedup = [], []
+    ok = measured_ok(runs)
+    return ok[(ok["algorithm"] == algorithm) & (ok["gpus"] == workers) & (ok["reference_role"] != "timing")]
+
+
+def _reference_of(run: pd.Series, candidates: pd.DataFrame) -> pd.Series | None:
+    """The run's reference: a candidate of the same computation (analysis.load.COMPUTATION_KEYS),
+    preferably timed in the run's own sweep, and there preferably run by the sweep itself."""
+    same = candidates[candidates["computation"] == run["computation"]]
+    if same.empty:
+        return None
+    ranked = same.assign(other_sweep=[not _same_sweep(run, c) for _, c in same.iterrows()],
+                         supplied=same["reference_role"].notna())
+    return ranked.sort_values(["other_sweep", "supplied"], kind="stable").iloc[0]
+
+
+def _same_sweep(run: pd.Series, other: pd.Series) -> bool:
+    return isinstance(run.get("sweep"), str) and run.get("sweep") == other.get("sweep")
+
+
+@dataclass(frozen=True)
+class ReferenceTime:
+    """A reference's time per iteration within its sweep (`reference_timing`)."""
+
+    seconds: float
+    spread: float  # relative: the larger of its step-time spread and the range of its timings
+    timings: int  # how many times it was timed
+    in_its_sweep: bool  # every timing was taken by the sweep the reference belongs to
+
+
+def reference_timing(reference: pd.Series, runs: pd.DataFrame) -> ReferenceTime:
+    """A reference's time: the mean of its own median and those of its timing runs (the same
+    computation timed again at its sweep's end, analysis/reference.py); the spread covers the
+    machine's drift between them. A copy reused from another sweep (records of earlier
+    versions) counts only through its timing runs, when it has some."""
+    timing = runs[(runs["reference_role"] == "timing") & (runs["status"] == "ok")
+                  & (runs["timed_computation"] == reference["timed_computation"])]
+    times = [t["time_per_iter_median_s"] for _, t in timing.iterrows()
+             if _same_sweep(reference, t) and pd.notna(t["time_per_iter_median_s"])]
+    reused = reference["reference_role"] == "reused"
+    if not reused or not times:
+        times.insert(0, reference["time_per_iter_median_s"])
+    mean = sum(times) / len(times)
+    drift = (max(times) - min(times)) / mean if len(times) > 1 else 0.0
+    in_sweep = isinstance(reference.get("sweep"), str) and not (reused and len(times) == 1)
+    return ReferenceTime(mean, max(_relative_iqr(reference), drift), len(times), in_sweep)
+
+
+def _relative_iqr(run: pd.Series) -> float:
+    iqr, median = run.get("time_per_iter_iqr_s"), run.get("time_per_iter_median_s")
+    return float(iqr / median) if pd.notna(iqr) and pd.notna(median) and median else 0.0
+
+
+def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` plus its reference and speed-up over it:
+
+    - `reference_run`: the `backprop` x 1 run of the same computation (model, data, batch,
+      dtype, threads, device, optimizer and schedule, steps, seed, evaluation set), preferably
+      from the run's own sweep; none if no such run finished ok: a reference at another learning
+      rate or seed is never used;
+    - `reference_timing`: where the reference's time comes from: `this sweep` (timed within the
+      run's own sweep, and timed again at its end where the sweep did: analysis/reference.py),
+      or `another moment` (another sweep, or single runs), which the figures mark;
+    - `speedup` = reference time / the run's time per iteration, and `speedup_spread` (an error
+      bar, not a confidence interval: the runs' step-time spreads and the reference's drift over
+      the sweep, relative, added in quadrature);
+    - `speedup_implausible`: more than linear beyond the spread (speed-up - spread / 2 > workers),
+      which on one machine means the reference and the run saw different machines."""
+    out = runs.copy()
+    candidates = references(runs)
+    timings = {name: reference_timing(r, runs) for name, r in candidates.iterrows()}
+    reference_run, provenance, speedup, spread = [], [], [], []
     for _, run in runs.iterrows():
-        match = by_seed.get((run["workload"], run["seed"]), by_workload.get(run["workload"]))
-        if match is None:
+        reference = None if simulated_row(run) else _reference_of(run, candidates)
+        if reference is None:
             reference_run.append(None)
+            provenance.append(None)
             speedup.append(float("nan"))
+            spread.append(float("nan"))
             continue
-        reference = match.iloc[0]  # one per workload in a sweep; the first if several sweeps are merged
+        timed = timings[reference.name]
         reference_run.append(reference["run"])
-        speedup.append(reference["time_per_iter_median_s"] / run["time_per_iter_median_s"]
-                       if run["status"] == "ok" else float("nan"))
+        here = _same_sweep(run, reference) and timed.in_its_sweep
+        provenance.append(("this sweep" if here else "another moment")
+                          + (f", timed {timed.timings} times" if timed.timings > 1 else ""))
+        ratio = timed.seconds / run["time_per_iter_median_s"] if run["status"] == "ok" else float("nan")
+        speedup.append(ratio)
+        spread.append(ratio * (_relative_iqr(run) ** 2 + timed.spread ** 2) ** 0.5)
     out["reference_run"] = reference_run
+    out["reference_timing"] = provenance
     out["speedup"] = pd.to_numeric(pd.Series(speedup, index=out.index), errors="coerce")
-    # Spread (an interquartile range) of a ratio of medians: the relative spreads add in quadrature.
-    spread = out["time_per_iter_iqr_s"] / out["time_per_iter_median_s"]
-    reference_spread = out["reference_run"].map(dict(zip(runs["run"], spread)))
-    out["speedup_spread"] = out["speedup"] * (spread ** 2 + reference_spread.fillna(0) ** 2) ** 0.5
+    out["speedup_spread"] = pd.to_numeric(pd.Series(spread, index=out.index), errors="coerce")
+    out["speedup_implausible"] = (out["speedup"] - out["speedup_spread"].fillna(0) / 2) > out["gpus"]
+    relative = out["time_per_iter_iqr_s"] / out["time_per_iter_median_s"]
     for column in ("samples_per_s", "tokens_per_s"):
-        out[f"{column}_spread"] = out[column] * spread
+        out[f"{column}_spread"] = out[column] * relative
     return out
 
 
+def simulated_row(run: pd.Series) -> bool:
+    value = run.get("simulated")
+    return bool(value) if value is not None and not pd.isna(value) else False
+
+
 def targets(runs: pd.DataFrame, metric: Metric, target: float | None, margin: float) -> dict[str, tuple[float, str]]:
-    """Per workload: the target value and how it was chosen (one phrase for the report)."""
+    """Per computation (analysis.load.COMPUTATION_KEYS): the target value and how it was chosen
+    (one phrase for the report). Without a given target, the reference's final metric relaxed
+    by `margin`: a run has a target only where it has a reference."""
     chosen = {}
-    for workload, group in runs.groupby("workload"):
+    for computation, group in runs.groupby("computation"):
         if target is not None:
-            chosen[workload] = (float(target), f"{metric.label} {target:g} (given)")
+            chosen[computation] = (float(target), f"{metric.label} {target:g} (given)")
             continue
         reference = group[group["run"] == group["reference_run"]]
         if reference.empty or pd.isna(reference.iloc[0].get(metric.column)):
@@ -104,28 +184,66 @@ def targets(runs: pd.DataFrame, metric: Metric, target: float | None, margin: fl
         final = float(reference.iloc[0][metric.column])
         value = final * (1 - margin) if metric.higher_is_better else final * (1 + margin)
         sign = "-" if metric.higher_is_better else "+"
-        chosen[workload] = (value, (f"{metric.label} {value:.4g}: the backprop reference's final "
-                                    f"{final:.4g} {sign}{margin:.0%}"))
+        chosen[computation] = (value, (f"{metric.label} {value:.4g}: the backprop reference's final "
+                                       f"{final:.4g} {sign}{margin:.0%}"))
     return chosen
+
+
+# How steps and time to target are read off the evaluations, for the figure and the page.
+TO_TARGET_METHOD = ("interpolated linearly between the last evaluation that missed the target and the first that "
+                    "reached it (training time at that step from the step times); reached at the first evaluation: "
+                    "that evaluation's step, an upper bound")
+
+
+def crossing(evals: pd.DataFrame, column: str, metric: Metric, target: float) -> float | None:
+    """The step at which `column` first reaches `target` (TO_TARGET_METHOD); None if never."""
+    previous = None
+    for _, row in evals.iterrows():
+        if metric.reaches(row[column], target):
+            if previous is None or row[column] == previous[column]:
+                return float(row["step"])
+            share = (target - previous[column]) / (row[column] - previous[column])
+            return float(previous["step"] + share * (row["step"] - previous["step"]))
+        previous = row
+    return None
 
 
 def with_time_to_target(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric,
                         chosen: dict[str, tuple[float, str]]) -> pd.DataFrame:
-    """`runs` plus `target`, `steps_to_target` and `time_to_target_s` (NaN: never reached)."""
+    """`runs` plus `target`, `steps_to_target` and `time_to_target_s` (NaN: never reached),
+    by TO_TARGET_METHOD: finer than the evaluation interval."""
     out = runs.copy()
     target_col, steps_col, time_col = [], [], []
     for _, run in runs.iterrows():
-        target = chosen.get(run["workload"], (float("nan"), ""))[0]
+        target = chosen.get(run.get("computation"), (float("nan"), ""))[0]
         steps = time = float("nan")
         if metric.column in curves and not pd.isna(target):
-            evals = curves[(curves["run"] == run["run"]) & curves[metric.column].notna()]
-            reached = evals[[metric.reaches(v, target) for v in evals[metric.column]]]
-            if not reached.empty:
-                steps, time = reached.iloc[0]["step"], reached.iloc[0]["train_time_s"]
+            mine = curves[curves["run"] == run["run"]].sort_values("step")
+            step = crossing(mine[mine[metric.column].notna()], metric.column, metric, target)
+            if step is not None:
+                steps = step
+                time = float(pd.Series(mine["train_time_s"].values, index=mine["step"].values)
+                             .reindex(sorted({*mine["step"], step})).interpolate("index").loc[step])
         target_col.append(target)
         steps_col.append(steps)
         time_col.append(time)
     out["target"], out["steps_to_target"], out["time_to_target_s"] = target_col, steps_col, time_col
+    return out
+
+
+def with_quality_lost(runs: pd.DataFrame, metric: Metric) -> pd.DataFrame:
+    """`runs` plus `quality_lost`: how much worse the run's final metric is than its reference's
+    (same computation, so same seed), in the metric's units; negative: better than backprop."""
+    out = runs.copy()
+    final = dict(zip(runs["run"], runs[metric.column])) if metric.column in runs else {}
+    lost = []
+    for _, run in runs.iterrows():
+        mine, theirs = final.get(run["run"]), final.get(run["reference_run"])
+        if run["status"] != "ok" or mine is None or theirs is None or pd.isna(mine) or pd.isna(theirs):
+            lost.append(float("nan"))
+        else:
+            lost.append(theirs - mine if metric.higher_is_better else mine - theirs)
+    out["quality_lost"] = pd.to_numeric(pd.Series(lost, index=out.index), errors="coerce")
     return out
 
 
@@ -156,17 +274,18 @@ def with_relative_views(runs: pd.DataFrame) -> pd.DataFrame:
     """`runs` plus two speed-ups beside the one over backprop (HyPar-Flow's views):
     `scaling_over_own_1`, the time per iteration of the same configuration (label) on 1 worker
     over this run's, and `speedup_over_data_parallel`, that of `data_parallel` on as many
-    workers over this run's; both within one workload and seed, NaN where the other run is absent."""
+    workers over this run's; both within one computation (workload, optimizer, steps, seed), NaN
+    where the other run is absent."""
     out = runs.copy()
     ok = measured_ok(runs)
-    time_of = {(r["label"], r["workload"], r["seed"], r["gpus"]): r["time_per_iter_median_s"] for _, r in ok.iterrows()}
-    data_parallel = {(r["workload"], r["seed"], r["gpus"]): r["time_per_iter_median_s"]
+    time_of = {(r["label"], r["computation"], r["gpus"]): r["time_per_iter_median_s"] for _, r in ok.iterrows()}
+    data_parallel = {(r["computation"], r["gpus"]): r["time_per_iter_median_s"]
                      for _, r in ok[ok["algorithm"] == "data_parallel"].iterrows()}
     own, over_dp = [], []
     for _, run in runs.iterrows():
         mine = run["time_per_iter_median_s"] if run["status"] == "ok" else float("nan")
-        own.append(time_of.get((run["label"], run["workload"], run["seed"], 1), float("nan")) / mine)
-        over_dp.append(data_parallel.get((run["workload"], run["seed"], run["gpus"]), float("nan")) / mine)
+        own.append(time_of.get((run["label"], run["computation"], 1), float("nan")) / mine)
+        over_dp.append(data_parallel.get((run["computation"], run["gpus"]), float("nan")) / mine)
     out["scaling_over_own_1"] = pd.to_numeric(pd.Series(own, index=out.index), errors="coerce")
     out["speedup_over_data_parallel"] = pd.to_numeric(pd.Series(over_dp, index=out.index), errors="coerce")
     return out

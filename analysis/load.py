@@ -40,13 +40,24 @@ COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset
            "samples_per_s", "tokens_per_s", "lr",
            "peak_memory_bytes_max", "bytes_sent_total", "wall_time_s", "workload", "git_commit", "reference_role",
            "simulated", "sim_step_s", "sim_speedup", "sim_samples_per_s", "sim_tokens_per_s", "sim_idle_fraction",
-           "sim_peak_memory_bytes", "sim_unavailable", "path"]
-# Where a sweep keeps the reference runs it added or reused (analysis/reference.py).
+           "sim_peak_memory_bytes", "sim_unavailable", "memory_measure", "structure", "sweep", "computation",
+           "timed_computation", "path"]
+# Where a sweep keeps the reference runs it added, and its references' timing runs (analysis/reference.py).
 REFERENCES = "references"
+TIMING_PREFIX = "timing_"  # references/timing_<n>_backprop_g1: a reference timed again at the sweep's end
+# A directory Hydra made for a multirun holds this file: its runs were timed within one sweep.
+SWEEP_MARK = "multirun.yaml"
 
 # What makes two runs' times comparable: the same model, data, batch, number format and worker
 # size. The reference for a run's speed-up is `backprop` on one worker of the same workload.
 WORKLOAD_KEYS = ("model", "dataset", "batch_size", "dtype", "threads_per_worker", "device")
+# What a reference must share with a run besides its workload: every key that changes the
+# computation or its target (the optimizer with its schedule, the steps the schedule spans, the
+# seed, the evaluation set, the number format of the blocks), so that a backprop run at another
+# learning rate is never a run's reference.
+COMPUTATION_KEYS = (*WORKLOAD_KEYS, "optimizer", "steps", "seed", "eval_batches", "autocast", "compile")
+# Keys a timing run (a reference timed again, for fewer steps) may differ in from its reference.
+LENGTH_KEYS = ("steps", "eval_batches")
 
 # Statuses the reader gives a run whose records are missing or cannot be used; the others are the
 # run's own (summary.json).
@@ -60,12 +71,13 @@ SUMMARY_FIELDS = {"status": TEXT, "reason": TEXT, "algorithm": TEXT, "model": TE
                   "steps": INTEGER, "steps_completed": INTEGER, "batch_size": INTEGER, "seed": INTEGER,
                   "oversubscribed": FLAG, "time_per_iter_median_s": NUMBER, "samples_per_s": NUMBER,
                   "tokens_per_s": NUMBER, "wall_time_s": NUMBER, "final": OBJECT, "environment": OBJECT,
-                  "time_per_iter_iqr_s": NUMBER, "interference": TEXT, "simulated": FLAG, "simulation": OBJECT}
+                  "time_per_iter_iqr_s": NUMBER, "interference": TEXT, "simulated": FLAG, "simulation": OBJECT,
+                  "memory_measure": TEXT}
 # The shape of a summary's `simulation` section (mpbench.simulate.simulation_record); per worker: lists of numbers.
 SIMULATION_FIELDS = {"step_s": NUMBER, "speedup": NUMBER, "samples_per_s": NUMBER, "tokens_per_s": NUMBER,
                      "reference_step_s": NUMBER, "unavailable": TEXT}
 SIMULATION_PER_WORKER = ("busy_s_per_worker", "comm_s_per_worker", "idle_s_per_worker", "idle_fraction_per_worker",
-                         "peak_memory_bytes_per_worker")
+                         "peak_memory_bytes_per_worker", "overhead_s_per_worker")
 PER_WORKER = {"peak_memory_bytes_per_worker": NUMBER, "baseline_memory_bytes_per_worker": NUMBER,
               "iteration_s_per_worker": NUMBER, "compute_s_per_worker": NUMBER, "wait_s_per_worker": NUMBER,
               "bytes_sent_per_worker": NUMBER, "algorithm_facts_per_worker": OBJECT}
@@ -277,10 +289,50 @@ def read_curves(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
 
 
 def _reference_role(run_dir: Path) -> str | None:
-    """`added` or `reused` for a reference run a sweep supplied itself; None for its own runs."""
+    """For a run a sweep supplied itself under references/: `added` (a reference it ran),
+    `timing` (a reference timed again at its end) or `reused` (copied from another sweep by
+    earlier versions, with a reference.json); None for the sweep's own runs."""
     if run_dir.parent.name != REFERENCES:
         return None
+    if run_dir.name.startswith(TIMING_PREFIX):
+        return "timing"
     return "reused" if (run_dir / "reference.json").exists() else "added"
+
+
+def _sweep_of(run_dir: Path) -> str | None:
+    """The multirun directory a run was timed in (its parent, or the sweep of references/), or
+    None for a single run: runs of one sweep were timed minutes apart, by one command."""
+    sweep = run_dir.parent.parent if run_dir.parent.name == REFERENCES else run_dir.parent
+    return str(sweep) if (sweep / SWEEP_MARK).exists() else None
+
+
+def _identity(config: dict, keys: tuple[str, ...]) -> str:
+    return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+# Facts (algorithm_facts_per_worker, rank 0) that say how a run was split, in the order shown.
+STRUCTURE_FACTS = (("schedule", "{}"), ("modules", "K={}"), ("groups", "groups={}"), ("partitions", "partitions={}"),
+                   ("replicas", "replicas={}"), ("stages", "stages={}"), ("microbatches", "m={}"),
+                   ("inner_steps", "H={}"))
+SPLIT_FACTS = ("blocks_per_module", "blocks_per_group", "blocks_per_stage")
+
+
+def structure(facts: dict | None) -> str | None:
+    """The resolved structure of a run from its rank 0 facts, e.g. `K=2, split 3+3` or
+    `1f1b, stages=2, m=8, split 3+3` (None where the algorithm records none). One replica, and
+    partitions as many as stages, go without saying."""
+    if not isinstance(facts, dict):
+        return None
+    shown = {key: value for key, value in facts.items() if value is not None and not isinstance(value, (dict, list))}
+    if shown.get("replicas") == 1:
+        del shown["replicas"]
+    if shown.get("partitions") == shown.get("stages"):
+        shown.pop("partitions", None)
+    parts = [form.format(shown[key]) for key, form in STRUCTURE_FACTS if key in shown]
+    split = next((facts[key] for key in SPLIT_FACTS if isinstance(facts.get(key), list)), None)
+    if split and len(split) > 1:
+        parts.append("split " + "+".join(str(n) for n in split))
+    return ", ".join(parts) or None
 
 
 def read_run(run_dir: Path) -> dict:
@@ -291,7 +343,7 @@ def read_run(run_dir: Path) -> dict:
     summary, summary_trouble = read_summary(run_dir)
     config, config_trouble = read_config(run_dir)
     row = dict.fromkeys(COLUMNS)
-    row.update(run=run_dir.name, path=str(run_dir), reference_role=_reference_role(run_dir))
+    row.update(run=run_dir.name, path=str(run_dir), reference_role=_reference_role(run_dir), sweep=_sweep_of(run_dir))
     if summary is not None:
         row.update({key: summary.get(key) for key in COLUMNS if key in SUMMARY_FIELDS})
         row.update(summary.get("final") or {})
@@ -301,6 +353,7 @@ def read_run(run_dir: Path) -> dict:
         row["bytes_sent_total"] = sum(sent) if sent else None
         row["git_commit"] = ((summary.get("environment") or {}).get("git") or {}).get("commit")
         row.update(_simulated_columns(summary.get("simulation") or {}))
+        row["structure"] = structure(((summary.get("algorithm_facts_per_worker") or [None])[0]))
     if config is not None:
         for column, keys in CONFIG_FIELDS.items():
             if row[column] is None:
@@ -309,7 +362,9 @@ def read_run(run_dir: Path) -> dict:
         row["lr"] = lr if _is(NUMBER, lr) else None  # a learning-rate sweep's axis (analysis/derive.py)
         algorithm = {k: v for k, v in (config.get("algorithm") or {}).items() if k != "name"}
         row["settings"] = ", ".join(f"{k}={v}" for k, v in algorithm.items()) or None
-        row["workload"] = json.dumps({k: config.get(k) for k in WORKLOAD_KEYS}, sort_keys=True, default=str)
+        row["workload"] = _identity(config, WORKLOAD_KEYS)
+        row["computation"] = _identity(config, COMPUTATION_KEYS)
+        row["timed_computation"] = _identity(config, tuple(k for k in COMPUTATION_KEYS if k not in LENGTH_KEYS))
     # A simulate=true run says so in its summary; one it refused (skipped) or that left none, in its config.
     row["simulated"] = bool((summary or {}).get("simulated") or (config or {}).get("simulate"))
     if summary is None and summary_trouble is None:
@@ -420,7 +475,9 @@ def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per worker of each run that left a readable summary: rank, peak_memory_bytes and
     baseline_memory_bytes (the process before data and model were built), bytes_sent, and per
     iteration (steady medians, mpbench/parallel/clock.py): iteration_s (inside train_step),
-    wait_s (blocked on communication) and compute_s (where the algorithm marks computation)."""
+    wait_s (blocked on communication) and compute_s (where the algorithm marks computation).
+    Simulated numbers per worker, from a simulate=true run or a measured run's simulated twin,
+    are in their own `sim_` columns: step_s, busy_s, overhead_s, comm_s, idle_s, peak_memory_bytes."""
     rows = []
     for _, run in runs.iterrows():
         if not _readable(run):
@@ -429,19 +486,34 @@ def load_workers(runs: pd.DataFrame) -> pd.DataFrame:
         if summary is None:
             continue
         memory = summary.get("peak_memory_bytes_per_worker") or []
+        simulation = summary.get("simulation") or {}
+        sim = {key: simulation.get(f"{key}_per_worker") or [] for key in SIMULATED_PER_WORKER}
+        workers = max([len(memory), *map(len, sim.values())])
         lists = {key: summary.get(key) or [None] * len(memory) for key in PER_WORKER}  # checked: one entry per worker
-        for rank in range(len(memory)):
-            old = lists["algorithm_facts_per_worker"][rank] or {}  # where records before the clock kept these times
-            rows.append({"run": run["run"], "rank": rank, "peak_memory_bytes": memory[rank],
-                         "baseline_memory_bytes": lists["baseline_memory_bytes_per_worker"][rank],
-                         "bytes_sent": lists["bytes_sent_per_worker"][rank],
-                         "iteration_s": lists["iteration_s_per_worker"][rank],
-                         "compute_s": lists["compute_s_per_worker"][rank] if summary.get("compute_s_per_worker")
-                         else old.get("compute_s_per_iter"),
-                         "wait_s": lists["wait_s_per_worker"][rank] if summary.get("wait_s_per_worker")
-                         else old.get("wait_s_per_iter")})
-    frame = pd.DataFrame(rows, columns=["run", "rank", "peak_memory_bytes", "baseline_memory_bytes", "bytes_sent",
-                                        "iteration_s", "compute_s", "wait_s"])
-    numbers = ["peak_memory_bytes", "baseline_memory_bytes", "bytes_sent", "iteration_s", "compute_s", "wait_s"]
-    frame[numbers] = frame[numbers].apply(pd.to_numeric)
+        for rank in range(workers):
+            row = {"run": run["run"], "rank": rank, **{f"sim_{key}": _at(values, rank) for key, values in sim.items()},
+                   "sim_step_s": simulation.get("step_s") if any(sim.values()) else None}
+            if rank < len(memory):
+                old = lists["algorithm_facts_per_worker"][rank] or {}  # where records before the clock kept these times
+                row.update({"peak_memory_bytes": memory[rank],
+                            "baseline_memory_bytes": lists["baseline_memory_bytes_per_worker"][rank],
+                            "bytes_sent": lists["bytes_sent_per_worker"][rank],
+                            "iteration_s": lists["iteration_s_per_worker"][rank],
+                            "compute_s": lists["compute_s_per_worker"][rank] if summary.get("compute_s_per_worker")
+                            else old.get("compute_s_per_iter"),
+                            "wait_s": lists["wait_s_per_worker"][rank] if summary.get("wait_s_per_worker")
+                            else old.get("wait_s_per_iter")})
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=["run", "rank", *WORKER_NUMBERS])
+    frame[WORKER_NUMBERS] = frame[WORKER_NUMBERS].apply(pd.to_numeric)
     return frame
+
+
+# The simulation's per-worker lists that load_workers reads (as sim_<name>), and every number column of its frame.
+SIMULATED_PER_WORKER = ("busy_s", "overhead_s", "comm_s", "idle_s", "peak_memory_bytes")
+WORKER_NUMBERS = ["peak_memory_bytes", "baseline_memory_bytes", "bytes_sent", "iteration_s", "compute_s", "wait_s",
+                  "sim_step_s", *(f"sim_{key}" for key in SIMULATED_PER_WORKER)]
+
+
+def _at(values: list, index: int):
+    return values[index] if index < len(values) else None

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import NullLocator, ScalarFormatter
 
 from analysis.derive import Metric, measured_ok, simulated
 
@@ -70,7 +70,7 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str, simulated_column: st
     """One line per label over gpus; hollow markers where oversubscribed; error bars of the
     step-time spread where `<column>_spread` is known. With `simulated_column`, the simulated
     numbers in it are a second, dashed line per label ("<label> (simulated)"). True if any point."""
-    styles, drawn, hollow = _styles(runs), False, False
+    styles, drawn, hollow, marked = _styles(runs), False, False, set()
     for label, group in _ok(runs).groupby("label"):
         c, ls = styles[label]
         if simulated_column is not None and simulated_column in group:
@@ -83,6 +83,7 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str, simulated_column: st
         if group.empty:
             continue
         ax.plot(group["gpus"], group[column], color=c, linestyle=ls, marker="o", markersize=7, label=label)
+        marked |= _mark_doubtful(ax, group, column, c)
         if f"{column}_spread" in group and group[f"{column}_spread"].notna().any():
             ax.errorbar(group["gpus"], group[column], yerr=group[f"{column}_spread"].fillna(0) / 2, fmt="none",
                         ecolor=c, capsize=3, linewidth=1)
@@ -94,17 +95,60 @@ def _points_vs_workers(ax, runs: pd.DataFrame, column: str, simulated_column: st
         drawn = True
     ax.set_xlabel("workers (gpus)")
     workers = sorted(runs["gpus"].dropna().unique())
-    if workers and workers[-1] >= 16 * max(workers[0], 1):
+    if _wide(runs):
         ax.set_xscale("log", base=2)  # 1 ... 64 workers: evenly spaced doublings, not a crowd at the left
         ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(workers, [f"{w:g}" for w in workers])
     handles, _ = ax.get_legend_handles_labels()
     if hollow:
         handles.append(OVERSUBSCRIBED)
+    handles += [DOUBTFUL[kind] for kind in sorted(marked)]
     if handles:
         ax.legend(handles=handles, fontsize=8)
     ax.grid(alpha=0.3)
     return drawn
+
+
+IMPLAUSIBLE, ELSEWHERE = "implausible", "elsewhere"
+DOUBTFUL = {IMPLAUSIBLE: Line2D([], [], marker="o", linestyle="none", markersize=13, markerfacecolor="none",
+                                markeredgecolor="red", markeredgewidth=1.5,
+                                label="red ring: faster than linear beyond its\nerror bar (implausible)"),
+            ELSEWHERE: Line2D([], [], marker="s", linestyle="none", markersize=9, markerfacecolor="none",
+                              markeredgecolor="0.2", label="square: reference timed at\nanother moment")}
+
+
+def _mark_doubtful(ax, group: pd.DataFrame, column: str, c) -> set[str]:
+    """Red rings on implausible speed-ups, squares where the reference was timed at another
+    moment (analysis/derive.py: with_reference); the kinds drawn."""
+    if column != "speedup":
+        return set()
+    drawn = set()
+    implausible = group[group["speedup_implausible"].fillna(False).astype(bool)] if "speedup_implausible" in group \
+        else group.iloc[0:0]
+    if not implausible.empty:
+        ax.plot(implausible["gpus"], implausible[column], **_style(DOUBTFUL[IMPLAUSIBLE]))
+        for _, run in implausible.iterrows():
+            ax.annotate(f"{run[column]:.2f}x > {run['gpus']:g} workers", (run["gpus"], run[column]), fontsize=7,
+                        color="red", textcoords="offset points", xytext=(6, 6))
+        drawn.add(IMPLAUSIBLE)
+    elsewhere = group[group["reference_timing"].fillna("").str.startswith("another")] if "reference_timing" in group \
+        else group.iloc[0:0]
+    if not elsewhere.empty:
+        ax.plot(elsewhere["gpus"], elsewhere[column], **{**_style(DOUBTFUL[ELSEWHERE]), "markeredgecolor": c})
+        drawn.add(ELSEWHERE)
+    return drawn
+
+
+def _style(handle: Line2D) -> dict:
+    return {"marker": handle.get_marker(), "linestyle": "none", "markersize": handle.get_markersize(),
+            "markerfacecolor": "none", "markeredgecolor": handle.get_markeredgecolor(),
+            "markeredgewidth": handle.get_markeredgewidth()}
+
+
+def _wide(runs: pd.DataFrame) -> bool:
+    """Whether the worker counts span 16x or more (then both axes of a scaling plot are log2)."""
+    workers = sorted(runs["gpus"].dropna().unique())
+    return bool(workers) and workers[-1] >= 16 * max(workers[0], 1)
 
 
 def _all_simulated(runs: pd.DataFrame) -> bool:
@@ -148,6 +192,9 @@ def speedup(runs: pd.DataFrame) -> Figure:
     ax.plot(workers, workers, color="0.5", linestyle=":", linewidth=1, label="ideal (linear)")
     if not _points_vs_workers(ax, runs, "speedup", "sim_speedup"):
         _note(ax, "no speed-up: the sweep has no backprop run on 1 worker\nof the same workload to compare with")
+    if _wide(runs):  # 1 ... 64 workers: a speed-up of 3 would fill 5% of a linear axis
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
     _scaling_titles(ax, runs, "sim_speedup", ("speed-up over backprop on 1 worker (x)", "speed-up"),
                     "same global batch; bars: step-time IQR")
     return fig
@@ -158,6 +205,9 @@ def throughput(runs: pd.DataFrame) -> Figure:
     column = "tokens_per_s" if tokens else "samples_per_s"
     fig, ax = _figure(7, 4.5)
     _points_vs_workers(ax, runs, column, f"sim_{column}")
+    if _wide(runs):
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
     unit = "tokens/s" if column == "tokens_per_s" else "samples/s"
     _scaling_titles(ax, runs, f"sim_{column}", (f"training throughput ({unit})", "throughput"),
                     f"{unit}, median time per iteration")
@@ -182,12 +232,13 @@ def time_to_target(runs: pd.DataFrame, target_text: str) -> Figure:
             _note(ax, "no run reached the target" if target_text else
                   "no target: the sweep has no backprop\nreference on 1 worker; set report.target")
         ax.set_ylabel(unit)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # 175.9 steps, not 0.06 + 1.759e2
     ok = measured_ok(runs)  # a simulated run trained nothing: it did not miss the target
     missed = ok[ok["time_to_target_s"].isna()] if "time_to_target_s" in ok else ok.iloc[0:0]
     subtitle = f"target: {target_text}" if target_text else "no target"
     if not missed.empty and target_text:
         subtitle += "\nnot reached: " + ", ".join(f"{r['label']} x{r['gpus']}" for _, r in missed.iterrows())
-    fig.suptitle(f"Time to quality vs workers\n{subtitle}", fontsize=10)
+    fig.suptitle(f"Time to quality vs workers (interpolated between evaluations)\n{subtitle}", fontsize=10)
     return fig
 
 
@@ -224,45 +275,85 @@ def convergence(runs: pd.DataFrame, curves: pd.DataFrame, metric: Metric, x: str
     return fig
 
 
+# A run with more workers shows its first and last few in the per-worker figures, and says so.
+MOST_WORKERS_SHOWN = 8
+
+
+def shown_ranks(ranks: list[int]) -> list[int]:
+    """All ranks, or the first and last MOST_WORKERS_SHOWN / 2 (a pipeline's ends differ most)."""
+    ranks = sorted(ranks)
+    if len(ranks) <= MOST_WORKERS_SHOWN:
+        return ranks
+    half = MOST_WORKERS_SHOWN // 2
+    return ranks[:half] + ranks[-half:]
+
+
 def _per_worker_rows(ax, runs: pd.DataFrame, frame: pd.DataFrame, draw) -> None:
-    """One horizontal bar per worker, grouped by run (by label, then workers); `draw(y, row)`
-    draws the bar of one row of `frame` at height y."""
-    names = {r["run"]: f"{r['label']} x{r['gpus']}" + (" (oversubscribed)" if oversubscribed(r.get("oversubscribed")) else "")
-             for _, r in runs.iterrows()}
-    order = [r for r in runs.sort_values(["label", "gpus"])["run"] if r in set(frame["run"])]
+    """One horizontal bar per worker, grouped by run (by label, then workers; a simulated run's
+    rows say so); `draw(y, row)` draws the bar of one row of `frame` at height y."""
+    def name(r) -> str:
+        extra = " (simulated)" if bool(r.get("simulated")) else (
+            " (oversubscribed)" if oversubscribed(r.get("oversubscribed")) else "")
+        return f"{r['label']} x{r['gpus']:g}{extra}"
+    names = {r["run"]: name(r) for _, r in runs.iterrows()}
+    order = [r for r in runs.sort_values(["label", "gpus", "simulated"])["run"] if r in set(frame["run"])]
     y, ticks, labels = 0, [], []
     for run in order:
-        for _, w in frame[frame["run"] == run].sort_values("rank").iterrows():
+        mine = frame[frame["run"] == run]
+        shown = shown_ranks(list(mine["rank"].astype(int)))
+        for _, w in mine[mine["rank"].isin(shown)].sort_values("rank").iterrows():
             draw(y, w)
             ticks.append(y)
             labels.append(f"{names[run]}  rank {int(w['rank'])}")
             y += 1
+        if len(shown) < len(mine):
+            labels[-1] += f"  ({len(shown)} of {len(mine)} workers shown)"
         y += 0.5
     ax.set_yticks(ticks, labels, fontsize=7)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
 
 
+def _rows_shown(frame: pd.DataFrame) -> int:
+    return sum(min(len(group), MOST_WORKERS_SHOWN) for _, group in frame.groupby("run"))
+
+
+SIMULATED_HATCH = "///"
+
+
+def memory_frame(runs: pd.DataFrame, workers: pd.DataFrame) -> pd.DataFrame:
+    """Per worker of `runs`: `training_bytes`, the measured peak above the process baseline, or
+    for a simulate=true run the simulated peak (weights, gradients, optimizer state, stashes,
+    kept activations: no runtime to subtract), with `simulated` saying which."""
+    frame = workers[workers["run"].isin(runs["run"])].copy()
+    is_simulated = frame["run"].map(dict(zip(runs["run"], simulated(runs)))).fillna(False).astype(bool)
+    measured = frame["peak_memory_bytes"] - frame["baseline_memory_bytes"].fillna(0)
+    frame["training_bytes"] = measured.where(~is_simulated, frame["sim_peak_memory_bytes"])
+    frame["simulated"] = is_simulated
+    return frame.dropna(subset=["training_bytes"])
+
+
 def memory(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
     """Peak memory of each worker of each run above the process baseline (what the process held
     before data and model were built: interpreter, PyTorch, gloo; on CUDA about nothing). On CPU
-    the peak is the process's peak resident set, on CUDA the peak allocated."""
-    shown = workers[workers["run"].isin(runs["run"]) & workers["peak_memory_bytes"].notna()].copy()
-    shown["training_bytes"] = shown["peak_memory_bytes"] - shown["baseline_memory_bytes"].fillna(0)
-    fig, ax = _figure(8, 0.45 * max(4, len(shown)) + 1)
+    the peak is the worker process's own peak resident set, on CUDA the peak allocated
+    (mpbench/worker_memory.py). A simulate=true run's bars, hatched, are its simulated peaks."""
+    shown = memory_frame(_ok(runs), workers)
+    fig, ax = _figure(8, 0.45 * max(4, _rows_shown(shown)) + 1)
     algorithm = dict(zip(runs["run"], runs["algorithm"]))
 
     def bar(y, w):
-        ax.barh(y, w["training_bytes"] / MIB, color=colour(algorithm[w["run"]]))
+        ax.barh(y, w["training_bytes"] / MIB, color=colour(algorithm[w["run"]]),
+                hatch=SIMULATED_HATCH if w["simulated"] else None, edgecolor="white" if w["simulated"] else None)
         ax.text(w["training_bytes"] / MIB, y, f" {w['training_bytes'] / MIB:.1f}", va="center", fontsize=7)
     _per_worker_rows(ax, runs, shown, bar)
     ax.set_xlim(left=0)
-    if not shown.empty and (shown["training_bytes"] < MIB).all():
-        _note(ax, "every worker stayed within 1 MiB of its baseline:\nthe model, data and activations are tiny")
+    measured = shown[~shown["simulated"]]
     device = runs["device_type"].dropna().iloc[0] if runs["device_type"].notna().any() else "cpu"
-    what = "peak allocated (CUDA)" if device == "cuda" else "peak resident set"
-    baseline = shown["baseline_memory_bytes"].dropna()
-    ax.set_xlabel(f"peak memory above the process baseline (MiB; {what})")
+    what = "peak allocated (CUDA)" if device == "cuda" else "the worker's own peak resident set"
+    baseline = measured["baseline_memory_bytes"].dropna()
+    ax.set_xlabel(f"peak memory above the process baseline (MiB; {what})"
+                  + ("; hatched: simulated" if shown["simulated"].any() else ""))
     ax.set_title("Peak memory per worker: data, model, optimizer, activations, buffers"
                  + (f"\n(baseline not shown: {baseline.median() / MIB:.0f} MiB per worker, median)"
                     if not baseline.empty else ""), fontsize=10)
@@ -272,12 +363,17 @@ def memory(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
 BREAKDOWN = (("compute_s", "compute (forward and backward)", "#4c72b0"),
              ("wait_s", "communication wait", "#dd8452"),
              ("other_s", "rest: waits not attributed, idle or bubble, optimizer step", "#c44e52"),
-             ("unsplit_s", "whole iteration (the algorithm reports no breakdown)", "#b0b0b0"))
+             ("unsplit_s", "whole iteration (the algorithm reports no breakdown)", "#b0b0b0"),
+             ("sim_busy_s", "simulated: busy (compute, optimizer, local modules)", "#4c72b0"),
+             ("sim_overhead_s", "simulated: per-step overhead", "#8c8c3c"),
+             ("sim_comm_s", "simulated: on the communication lane", "#dd8452"),
+             ("sim_idle_s", "simulated: idle (waiting, bubble)", "#e8e8e8"))
 
 
 def breakdown_frame(workers: pd.DataFrame) -> pd.DataFrame:
     """Per worker: compute, wait, the rest of the iteration (`other_s`), or the whole iteration
-    as `unsplit_s` when the algorithm reports no compute time."""
+    as `unsplit_s` when the algorithm reports no compute time; a simulated worker keeps its
+    sim_ parts (busy, overhead, idle; communication overlaps them on its own lane)."""
     out = workers.copy()
     has_compute = out["compute_s"].notna()
     wait = out["wait_s"].fillna(0.0)
@@ -289,22 +385,66 @@ def breakdown_frame(workers: pd.DataFrame) -> pd.DataFrame:
 
 def time_breakdown(runs: pd.DataFrame, workers: pd.DataFrame) -> Figure:
     """Where each worker's iteration goes: compute, communication wait and the rest (idle,
-    pipeline bubble, or waits the algorithm does not attribute), in ms per iteration."""
-    frame = breakdown_frame(workers[workers["run"].isin(_ok(runs)["run"]) & workers["iteration_s"].notna()])
-    fig, ax = _figure(8, 0.45 * max(4, len(frame)) + 1.5)
+    pipeline bubble, or waits the algorithm does not attribute), in ms per iteration. A
+    simulate=true run's workers, hatched: simulated busy, per-step overhead and idle time, and
+    beside them (a thin bar) the time on their communication lane, which overlaps the rest."""
+    ok = _ok(runs)
+    is_simulated = workers["run"].map(dict(zip(ok["run"], simulated(ok)))).fillna(False).astype(bool)
+    measured = workers[workers["run"].isin(ok["run"]) & ~is_simulated & workers["iteration_s"].notna()]
+    predicted = workers[workers["run"].isin(ok["run"]) & is_simulated & workers["sim_busy_s"].notna()]
+    frame = pd.concat([breakdown_frame(measured), predicted], ignore_index=True)
+    fig, ax = _figure(8, 0.45 * max(4, _rows_shown(frame)) + 1.5)
     used = set()
 
     def stacked(y, w):
         left = 0.0
         for column, name, c in BREAKDOWN:
-            if pd.notna(w[column]) and w[column] > 0:
-                ax.barh(y, w[column] * 1e3, left=left, color=c)
-                used.add(name)
-                left += w[column] * 1e3
-    _per_worker_rows(ax, _ok(runs), frame, stacked)
-    ax.set_xlabel("time per iteration inside the algorithm's step (ms, median)")
+            if column == "sim_comm_s" or column not in w or pd.isna(w[column]) or w[column] <= 0:
+                continue
+            hatch = SIMULATED_HATCH if column.startswith("sim_") else None
+            ax.barh(y, w[column] * 1e3, left=left, color=c, hatch=hatch, edgecolor="white" if hatch else None)
+            used.add(name)
+            left += w[column] * 1e3
+        if pd.notna(w.get("sim_comm_s")) and w["sim_comm_s"] > 0:
+            ax.barh(y + 0.3, w["sim_comm_s"] * 1e3, height=0.2, color=dict((k, c) for k, _, c in BREAKDOWN)["sim_comm_s"])
+            used.add(dict((k, n) for k, n, _ in BREAKDOWN)["sim_comm_s"])
+    _per_worker_rows(ax, ok, frame, stacked)
+    ax.set_xlabel("time per iteration (ms; measured: median inside the algorithm's step; simulated: one steady step)")
     ax.set_title("Time breakdown per worker")
     if used:
-        handles = [Patch(color=c, label=name) for _, name, c in BREAKDOWN if name in used]
+        handles = [Patch(facecolor=c, label=name, hatch=SIMULATED_HATCH if key.startswith("sim_") else None,
+                         edgecolor="white") for key, name, c in BREAKDOWN if name in used]
         fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2)
     return fig
+
+
+def left_out(runs: pd.DataFrame, workers: pd.DataFrame, curves: pd.DataFrame, metric: Metric,
+             target_text: str) -> dict[str, str]:
+    """The report's figures that would be empty axes, each with why (one line on the page)."""
+    ok = _ok(runs)
+    measured = measured_ok(runs)
+    trained = curves["run"].isin(measured["run"]) & curves[metric.column].notna() if metric.column in curves \
+        else pd.Series(False, index=curves.index)
+    why = {}
+    if not (_any(runs, "speedup") or _any(runs, "sim_speedup")):
+        why["speedup"] = ("no speed-up: no run has a backprop reference on 1 worker of the same computation, and none "
+                          "is simulated")
+    if not any(_any(runs, c) for c in ("samples_per_s", "tokens_per_s", "sim_samples_per_s", "sim_tokens_per_s")):
+        why["throughput"] = "no run finished ok with a time per iteration, measured or simulated"
+    if not trained.any():
+        reason = ("every run that finished ok is simulated: nothing was trained" if _all_simulated(runs)
+                  else f"no run that finished ok recorded an evaluation ({metric.label})")
+        why["convergence_step"] = why["convergence_time"] = why["final_quality"] = reason
+    if "convergence_step" not in why and not _any(measured, metric.column):
+        why["final_quality"] = f"no measured run recorded a final {metric.label}"
+    if not target_text:
+        why["time_to_target"] = ("no target: no backprop reference of the same computation finished ok, and no "
+                                 "report.target was given" if "convergence_step" not in why else why["convergence_step"])
+    elif not _any(measured, "time_to_target_s"):
+        why["time_to_target"] = f"no run reached the target ({target_text})"
+    if memory_frame(ok, workers).empty:
+        why["memory"] = "no run that finished ok recorded its workers' memory, measured or simulated"
+    mine = workers[workers["run"].isin(ok["run"])]
+    if not (mine["iteration_s"].notna().any() or mine["sim_busy_s"].notna().any()):
+        why["time_breakdown"] = "no run that finished ok recorded its workers' time per iteration, measured or simulated"
+    return why

@@ -1,15 +1,19 @@
-"""A reference for every speed-up, without a hand-added run.
+"""A reference for every speed-up, timed beside the runs it serves.
 
-A speed-up is measured against `backprop` on one worker of the same workload (analysis.derive).
-When a sweep ends without that run for a workload it ran, the sweep-end callback adds one under
-`<sweep dir>/references/`, so that the sweep's directory holds everything its report uses:
+A speed-up is measured against `backprop` on one worker of the same computation (analysis.derive:
+the same model, data, batch, dtype, threads, device, optimizer and schedule, steps, seed and
+evaluation set). When a multirun ends, the sweep-end callback makes sure its directory holds
+that reference for every computation it ran, timed within the sweep:
 
-1. **reused**: an ok reference run of the same workload, steps and seed found in the results tree
-   (the parent of `results/sweeps/`) is copied there as `reused_<its name>` (records only, no
-   checkpoints or weights), with `reference.json` saying where it came from;
-2. **added**: otherwise the sweep's own overrides, without its algorithm and worker keys, run
-   once more as `algorithm=backprop gpus=1` into `references/added_<n>_backprop_g1` (a
-   multirun with resume=true: a sweep run again reuses them).
+1. **added**: a computation whose reference the grid did not hold is run once more as
+   `algorithm=backprop gpus=1`, with the sweep's own overrides (without its algorithm and worker
+   keys), into `references/added_<n>_backprop_g1` (a multirun with resume=true: a sweep run
+   again reuses them). A reference is never taken from another sweep: its time was measured
+   under another load, and a run at another learning rate or seed is another computation.
+2. **timed again**: every reference is then timed once more, for `report.retime_steps` steps,
+   into `references/timing_<n>_backprop_g1`, at the sweep's end. Its time per iteration is the
+   mean of its timings, and their range (the machine's drift over the sweep) widens every
+   speed-up's error bar over it (analysis/derive.py).
 
 Reference runs are ordinary run records; the report marks them (`reference_role`). Simulated runs
 (simulate=true) need none: each carries its speed-up over backprop on one worker simulated from
@@ -19,72 +23,41 @@ no reference for measured runs.
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.derive import REFERENCE, measured_ok, simulated
-from analysis.load import REFERENCES, load_runs
+from analysis.derive import measured_ok, references, simulated
+from analysis.load import REFERENCES, TIMING_PREFIX, load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 # Overrides of the sweep that do not carry over to its reference run (which is measured: not simulate).
 NOT_CARRIED = ("algorithm", "gpus", "fault", "hydra.sweep.dir", "hydra.sweep.subdir", "resume", "simulate")
+# ... nor to a timing run, which also runs its own number of steps and evaluates once, on one batch.
+NOT_CARRIED_TO_TIMING = (*NOT_CARRIED, "steps", "eval_every", "eval_batches", "checkpoint_every", "save_weights")
 
 
-def missing_workloads(runs: pd.DataFrame) -> set[str]:
-    """Workloads with a finished measured run but no ok measured `backprop` x 1 run among `runs`."""
-    algorithm, workers = REFERENCE
-    finished = runs[runs["status"].isin(("ok", "diverged")) & runs["workload"].notna() & ~simulated(runs)]
-    ok = measured_ok(runs)
-    present = ok[(ok["algorithm"] == algorithm) & (ok["gpus"] == workers)]
-    return set(finished["workload"]) - set(present["workload"])
+def missing_computations(runs: pd.DataFrame) -> set[str]:
+    """Computations with a finished measured run but no ok measured `backprop` x 1 run among `runs`."""
+    finished = runs[runs["status"].isin(("ok", "diverged")) & runs["computation"].notna() & ~simulated(runs)
+                    & (runs["reference_role"] != "timing")]
+    return set(finished["computation"]) - set(references(runs)["computation"])
 
 
-def _identity(run: pd.Series) -> tuple:
-    return run["workload"], run["steps"], run["seed"]
-
-
-def reuse_from_tree(sweep_dir: Path, runs: pd.DataFrame, missing: set[str]) -> list[str]:
-    """Copy ok references of the missing workloads from the results tree; returns what was reused."""
-    root = sweep_dir.parent.parent if sweep_dir.parent.name == "sweeps" else None
-    if root is None or not root.is_dir():
-        return []
-    tree = measured_ok(load_runs(root))
-    algorithm, workers = REFERENCE
-    candidates = tree[(tree["algorithm"] == algorithm) & (tree["gpus"] == workers)
-                      & ~tree["path"].map(lambda p: Path(p).is_relative_to(sweep_dir))]
-    wanted = {_identity(run) for _, run in runs[runs["workload"].isin(missing)].iterrows()}
-    reused = []
-    for _, candidate in candidates.iterrows():
-        if _identity(candidate) not in wanted:
-            continue
-        wanted.discard(_identity(candidate))
-        source = Path(candidate["path"])
-        target = sweep_dir / REFERENCES / f"reused_{source.name}"
-        if not target.exists():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "weights", "wandb", ".*"))
-            (target / "reference.json").write_text(json.dumps({"reused_from": str(source)}) + "\n")
-        reused.append(str(source))
-    return reused
-
-
-def reference_overrides(task_overrides: list[str]) -> list[str]:
-    """The sweep's overrides without the keys that choose its algorithm and workers."""
+def reference_overrides(task_overrides: list[str], dropped: tuple[str, ...] = NOT_CARRIED) -> list[str]:
+    """The sweep's overrides without the keys that choose its algorithm and workers (and `dropped`)."""
     def key(override: str) -> str:
         return override.split("=", 1)[0].lstrip("+~")
-    return [o for o in task_overrides if not any(key(o) == k or key(o).startswith(k + ".") for k in NOT_CARRIED)]
+    return [o for o in task_overrides if not any(key(o) == k or key(o).startswith(k + ".") for k in dropped)]
 
 
-def run_references(sweep_dir: Path, task_overrides: list[str]) -> int:
-    """Run `backprop` on one worker for the sweep's workloads, as a multirun under references/.
-    Returns its exit status. The child is stopped with this process (SIGTERM, Ctrl-C)."""
-    command = [sys.executable, str(REPO / "run.py"), "-m", *reference_overrides(task_overrides),
-               "algorithm=backprop", "gpus=1", "resume=true",
-               f"hydra.sweep.dir={sweep_dir / REFERENCES}", "hydra.sweep.subdir=added_${hydra.job.num}_backprop_g1",
+def run_backprop(sweep_dir: Path, overrides: list[str], subdir: str) -> int:
+    """`backprop` on one worker with `overrides`, as a multirun into references/<subdir>; its exit
+    status. The child is stopped with this process (SIGTERM, Ctrl-C)."""
+    command = [sys.executable, str(REPO / "run.py"), "-m", *overrides, "algorithm=backprop", "gpus=1", "resume=true",
+               f"hydra.sweep.dir={sweep_dir / REFERENCES}", f"hydra.sweep.subdir={subdir}",
                "~hydra.callbacks.sweep_summary"]
     child = subprocess.Popen(command)
     try:
@@ -95,18 +68,34 @@ def run_references(sweep_dir: Path, task_overrides: list[str]) -> int:
         raise
 
 
-def ensure_references(sweep_dir: Path, task_overrides: list[str]) -> list[str]:
-    """Give every workload of the sweep its reference (reused, else added); lines for the console."""
-    runs = load_runs(sweep_dir)
-    missing = missing_workloads(runs)
-    if not missing:
-        return []
-    lines = [f"reference: reused {source}" for source in reuse_from_tree(sweep_dir, runs, missing)]
-    missing = missing_workloads(load_runs(sweep_dir))
+def ensure_references(sweep_dir: Path, task_overrides: list[str], retime_steps: int) -> list[str]:
+    """Give every computation of the sweep its reference (added if missing), then time every
+    reference again (`retime_steps` > 0); lines for the console."""
+    lines = []
+    missing = missing_computations(load_runs(sweep_dir))
     if missing:
-        print(f"reference: the sweep has no backprop run on 1 worker for {len(missing)} workload(s); "
+        print(f"reference: the sweep has no backprop run on 1 worker for {len(missing)} of its computations; "
               f"running it under {sweep_dir / REFERENCES}", flush=True)
-        status = run_references(sweep_dir, task_overrides)
+        status = run_backprop(sweep_dir, reference_overrides(task_overrides), "added_${hydra.job.num}_backprop_g1")
         lines.append(f"reference: added under {sweep_dir / REFERENCES}" + ("" if status == 0 else
                                                                           f" (exit status {status})"))
+    runs = load_runs(sweep_dir)
+    if retime_steps > 0 and untimed_references(runs):
+        print(f"reference: timing backprop on 1 worker again for {retime_steps} steps, at the sweep's end", flush=True)
+        status = run_backprop(sweep_dir, [*reference_overrides(task_overrides, NOT_CARRIED_TO_TIMING),
+                                          f"steps={retime_steps}", f"eval_every={retime_steps}", "eval_batches=1"],
+                              TIMING_PREFIX + "${hydra.job.num}_backprop_g1")
+        lines.append(f"reference: timed again under {sweep_dir / REFERENCES}" + ("" if status == 0 else
+                                                                                f" (exit status {status})"))
     return lines
+
+
+def untimed_references(runs: pd.DataFrame) -> set[str]:
+    """The references (their timed computation) that serve another run of the sweep and have not
+    been timed again yet (a sweep resumed after its timing runs has them)."""
+    candidates = references(runs)
+    ok = measured_ok(runs)
+    served = ok[~ok.index.isin(candidates.index) & (ok["reference_role"] != "timing")]
+    timed = set(ok.loc[ok["reference_role"] == "timing", "timed_computation"])
+    needed = set(candidates.loc[candidates["computation"].isin(served["computation"]), "timed_computation"])
+    return needed - timed

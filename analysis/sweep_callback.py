@@ -63,7 +63,7 @@ class SweepSummary(Callback):
         # Checked when the sweep started (run.py), so this cannot fail here.
         spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
         if spec.add_reference:
-            for line in ensure_references(sweep_dir, list(config.hydra.overrides.task)):
+            for line in ensure_references(sweep_dir, list(config.hydra.overrides.task), spec.retime_steps):
                 print(line, flush=True)
         runs = load_runs(sweep_dir)
         print(f"\nsweep finished: {len(runs)} runs in {sweep_dir}")
@@ -90,6 +90,8 @@ def _write_report(config: DictConfig, sweep_dir: Path, spec: ReportSpec) -> None
         return
     for warning in report.warnings:
         print(f"note: {warning}")
+    for statement in report.summary.statements:
+        print(("warning: " if statement.startswith("**Implausible") else "summary: ") + statement.replace("**", ""))
     print(f"report: {report.page}")
     if config.logger.name == "wandb":
         log_to_wandb(report, project=config.logger.project, mode=config.logger.mode, name=f"report-{sweep_dir.name}")

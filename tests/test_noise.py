@@ -33,7 +33,8 @@ def test_interference_is_flagged_by_spread_steal_or_other_processes():
 
 def _run(name, algorithm, gpus, seed, median, iqr=0.0):
     return {"run": name, "algorithm": algorithm, "label": algorithm, "gpus": gpus, "seed": seed, "status": "ok",
-            "workload": "w", "time_per_iter_median_s": median, "time_per_iter_iqr_s": iqr,
+            "workload": "w", "computation": f"w, seed {seed}", "timed_computation": f"w, seed {seed}",
+            "reference_role": None, "sweep": "sweep", "time_per_iter_median_s": median, "time_per_iter_iqr_s": iqr,
             "samples_per_s": 1 / median, "tokens_per_s": None, "eval_accuracy": 0.5 + seed / 10}
 
 
@@ -58,4 +59,4 @@ def test_repeats_are_median_and_range_per_configuration():
     assert list(table.index) == ["backprop", "ddg"]  # dni ran once
     assert table.loc["ddg", "runs"] == 3 and table.loc["ddg", "seeds"] == "0, 1, 2"
     assert table.loc["ddg", "time_per_iter_s"] == "0.5 [0.5, 2]"
-    assert table.loc["ddg", "speedup"] == "2 [0.5, 4]"  # each seed against its own reference (seed 2: seed 0's)
+    assert table.loc["ddg", "speedup"] == "3 [2, 4]"  # each seed against its own reference; seed 2 has none

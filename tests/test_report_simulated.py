@@ -101,7 +101,7 @@ def test_simulated_numbers_stay_in_the_sim_columns(mixed):
 def test_the_measured_speedup_uses_only_measured_runs(mixed):
     runs = analyse(mixed).runs.set_index("run")
     assert runs.loc["1_ddg_g2", "reference_run"] == "0_backprop_g1"  # never the simulated backprop x 1
-    assert runs.loc["5_ddg_g2", "reference_run"] == "0_backprop_g1"
+    assert pd.isna(runs.loc["5_ddg_g2", "reference_run"])  # a simulated run's reference is simulated with it
     assert runs.loc["1_ddg_g2", "speedup"] == pytest.approx(2.0)
     assert runs.loc["2_ddg_g4", "speedup"] == pytest.approx(0.5) and runs.loc["2_ddg_g4", "sim_speedup"] == 3.0
     assert pd.isna(runs.loc["5_ddg_g2", "speedup"]) and runs.loc["5_ddg_g2", "sim_speedup"] == 1.7
@@ -146,7 +146,7 @@ def test_the_report_heads_simulated_columns_and_leaves_measured_ones_empty(mixed
     assert table.loc["5_ddg_g2", "simulated"] and not table.loc["2_ddg_g4", "simulated"]
     assert table.loc["2_ddg_g4", "time_per_iter_ms"] == pytest.approx(200)
     page = report.page.read_text()
-    assert "| speedup (simulated) |" in page and "| time_per_iter_ms (simulated) |" in page
+    assert "| speed-up (simulated) |" in page and "| ms/iter (simulated) |" in page
     assert "| sim_" not in page
     assert all(path.stat().st_size > 0 for path in report.figures.values())
     assert any("2 runs are simulated" in w for w in report.warnings)
@@ -158,9 +158,9 @@ def test_the_report_heads_simulated_columns_and_leaves_measured_ones_empty(mixed
 def test_a_simulated_sweep_gets_its_report_without_a_reference(simulated_only, monkeypatch):
     def must_not_run(*args):
         raise AssertionError("a simulated sweep needs no measured reference")
-    monkeypatch.setattr(reference, "run_references", must_not_run)
-    assert reference.missing_workloads(load_runs(simulated_only)) == set()
-    assert reference.ensure_references(simulated_only, ["simulate=true", "algorithm=ddg", "gpus=1,2,4"]) == []
+    monkeypatch.setattr(reference, "run_backprop", must_not_run)
+    assert reference.missing_computations(load_runs(simulated_only)) == set()
+    assert reference.ensure_references(simulated_only, ["simulate=true", "algorithm=ddg", "gpus=1,2,4"], 30) == []
     assert not (simulated_only / "references").exists()
     report = build_report(simulated_only)
     assert not any("reference" in w for w in report.warnings if "simulated" not in w), report.warnings
@@ -168,9 +168,9 @@ def test_a_simulated_sweep_gets_its_report_without_a_reference(simulated_only, m
 
 def test_a_measured_run_still_needs_its_measured_reference(mixed):
     runs = load_runs(mixed)
-    assert reference.missing_workloads(runs) == set()
+    assert reference.missing_computations(runs) == set()
     measured_reference = runs["run"] == "0_backprop_g1"
-    assert reference.missing_workloads(runs[~measured_reference]) == set(runs["workload"])  # the simulated one is none
+    assert reference.missing_computations(runs[~measured_reference]) == set(runs["computation"])  # the simulated one is none
     assert "simulate=true" not in reference.reference_overrides(["simulate=true", "model.n_layer=2"])
 
 
