@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-# SIGTERM during the imports below (seconds) stays pending until main() handles it: exit 143.
-# (Not in a spawned worker, which imports this file as __mp_main__ and installs its own handler.)
+# SIGTERM or Ctrl-C during the imports below (seconds) stays pending until main() handles it: exit
+# 143 or 130 with the resume hint. (Not in a spawned worker, which imports this file as __mp_main__
+# and installs its own handler.)
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
 # Hydra would print its own multi-line errors and exit; we let them through to print one line.
 # Forced, not defaulted: the user's HYDRA_FULL_ERROR=0 must not change the format or exit code.
@@ -89,6 +90,37 @@ def train(cfg: DictConfig) -> str:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     leader = not started_externally() or external_rank() == 0
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        return _train(cfg, hydra_cfg, run_dir, multirun, leader)
+    except SystemExit as stop:
+        if stop.code == 2 and leader and not multirun and _made_by_this_command(hydra_cfg, "run"):
+            _remove_if_empty(run_dir)  # refused input: no empty results/runs/<time>_... is left behind
+        raise
+    except (Preempted, KeyboardInterrupt) as stop:
+        # The resume hint names the directory this command made, which "the same command" would not
+        # find again (a new default directory each time): main() prints it.
+        kind, made = ("sweep", run_dir.parent) if multirun else ("run", run_dir)
+        if leader and _made_by_this_command(hydra_cfg, kind):
+            stop.resume_dir = f"hydra.{kind}.dir={made}"
+        raise
+
+
+def _made_by_this_command(hydra_cfg, kind: str) -> bool:
+    """Whether the run (or sweep) directory is the default one, which this command created
+    (`unique_dir`: a new name each time), rather than one the command named with hydra.<kind>.dir."""
+    return not any(o.startswith(f"hydra.{kind}.dir=") for o in hydra_cfg.overrides.hydra)
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Remove `directory` if it holds nothing (rmdir: a directory with any file, a run's records
+    above all, stays)."""
+    try:
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def _train(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool, leader: bool) -> str:
     try:
         check_group_choices(hydra_cfg)  # algorithm=[a,b] would merge two configs into one run
         gpus = cfg.get("gpus")
@@ -158,16 +190,17 @@ def _run(cfg: DictConfig, config: dict, run_dir: Path, claim: Claim | None, mult
         elif leader and summary["status"] == "ok" and wants_simulation_alongside(spec, topology):
             summary["simulation"] = _simulation_alongside(spec, topology, data, run_dir)
             atomic_write_json(run_dir / "summary.json", summary)
-    except Preempted:
+    except (Preempted, KeyboardInterrupt) as stop:
         if leader and not (run_dir / "summary.json").exists() and (run_dir / "config.yaml").exists():
-            atomic_write_json(run_dir / "summary.json", _brief(cfg, "interrupted", "stopped by SIGTERM before the "
+            what = "Ctrl-C (SIGINT)" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+            atomic_write_json(run_dir / "summary.json", _brief(cfg, "interrupted", f"stopped by {what} before the "
                                                                   "workers started; run it again with resume=true"))
         raise
     print(result_line(run_dir, summary), flush=True)
     if summary["status"] == "interrupted":
         if in_submitit_job():
             return "interrupted"  # one point's job: recorded; the sweep's other jobs and its report go on
-        raise SystemExit(128 + signal.SIGTERM)  # preempted: the whole job stops, sweep included
+        raise Preempted("SIGTERM")  # the whole job stops, sweep included; main(): the resume hint, exit 143
     if not multirun and summary["status"] == "failed":
         raise SystemExit(1)
     return summary["status"]
@@ -211,17 +244,19 @@ def main() -> None:
                      "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     try:
         raise_on_sigterm()  # SIGTERM outside a run's training: stop here, exit 143 (mpbench/preemption.py)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         sys.argv[1:] = check_overrides(sys.argv[1:])  # non-ASCII: quote a path, refuse a look-alike
         train()
         raise_if_preempted()  # a SIGTERM whose exception was lost on the way still ends the job with 143
-    except Preempted:
-        _exit_preempted()
+    except Preempted as stop:
+        _exit_interrupted(stop)
+    except KeyboardInterrupt as stop:  # Ctrl-C: the run in flight was recorded interrupted (mpbench/launch.py)
+        _exit_interrupted(stop)
     except Exception as err:
         if sigterm_arrived():
             # SIGTERM raised Preempted inside a library whose clean-up then raised an error of its
             # own in its place (seen in CI: Hydra composing a sweep's next point, exit 2).
-            _exit_preempted()
+            _exit_interrupted(Preempted("SIGTERM"))
         if isinstance(err, USER_ERRORS):
             if not started_externally() or external_rank() == 0:
                 print(f"error: {one_line(err, sys.argv[1:])}", file=sys.stderr)
@@ -231,9 +266,15 @@ def main() -> None:
         raise
 
 
-def _exit_preempted() -> NoReturn:
-    print("interrupted: SIGTERM; run the same command with resume=true to continue", file=sys.stderr)
-    raise SystemExit(128 + signal.SIGTERM) from None
+def _exit_interrupted(stop: BaseException) -> NoReturn:
+    """SIGTERM (Preempted) or Ctrl-C (KeyboardInterrupt): one line saying how to continue, exit
+    128 + the signal's number."""
+    what, signum = ("Ctrl-C (SIGINT)", signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else \
+        ("SIGTERM", signal.SIGTERM)
+    made = getattr(stop, "resume_dir", None)
+    where = f" (adding {made}, the directory it made)" if made else ""
+    print(f"interrupted: {what}; run the same command with resume=true to continue{where}", file=sys.stderr)
+    raise SystemExit(128 + signum) from None
 
 
 def results_unwritable(err: OSError) -> NoReturn:
