@@ -14,22 +14,21 @@ from tests.cli import TINY, run_cli
 from tests.conftest import SHARED_DATASETS
 
 DATA = f"data_dir={SHARED_DATASETS}"
-IMAGES = ["~dataset.seq_len"]  # the smoke preset sets a text dataset's seq_len
 
 CASES = {
     # -- models and datasets that do not fit each other (raised by the model builders and loaders)
     "sequence longer than the held-out split": (["dataset.seq_len=200000"], "dataset.seq_len=200000"),
     "model context shorter than the sequences": (["dataset.seq_len=128"], "model.context"),
-    "gpt on cifar10": (["model=gpt_tiny", "dataset=cifar10", *IMAGES, DATA], "cifar10"),
-    "gpt on fashion_mnist": (["model=gpt_tiny", "dataset=fashion_mnist", *IMAGES, DATA], "fashion_mnist"),
+    "gpt on cifar10": (["model=gpt_tiny", "dataset=cifar10", DATA], "cifar10"),
+    "gpt on fashion_mnist": (["model=gpt_tiny", "dataset=fashion_mnist", DATA], "fashion_mnist"),
     "resnet on tinyshakespeare": (["model=resnet20"], "classification dataset"),
     "lc_vgg on tinyshakespeare": (["model=lc_vgg"], "classification dataset"),
     "resnet on ptb": (["model=resnet20", "dataset=ptb", DATA], "ptb"),
     "a custom text model on images": (["model=custom", "model.target=examples.char_mlp:build", "dataset=cifar10",
-                                       *IMAGES, DATA], "language-modelling"),
+                                       DATA], "language-modelling"),
     # -- a batch larger than the data
     "batch larger than the text windows": (["batch_size=2000000"], "batch_size=2000000"),
-    "batch larger than the training images": (["model=mlp", "dataset=fashion_mnist", *IMAGES, DATA,
+    "batch larger than the training images": (["model=mlp", "dataset=fashion_mnist", DATA,
                                                "batch_size=60001"], "60000"),
     # -- numbers checked by range, not only by type
     "timeout NaN": (["timeout_s=nan"], "timeout_s"),

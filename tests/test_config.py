@@ -221,7 +221,7 @@ def test_auto_worker_limit_is_four_per_core_and_at_least_eight(monkeypatch):
 
 def test_a_key_of_another_option_says_which_option_has_it():
     with pytest.raises(ConfigError) as error:
-        run_spec_from(composed(["experiment=smoke", "dataset=cifar10"]))  # smoke sets dataset.seq_len
+        run_spec_from(composed(["dataset=cifar10", "+dataset.seq_len=32"]))  # as a preset for text would set it
     assert str(error.value) == ("dataset.seq_len is a key of dataset ptb, tinyshakespeare, wikitext2, not of cifar10 "
                                 "(the chosen one); valid keys of dataset cifar10: augment, format")
 
