@@ -151,6 +151,8 @@ def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
         provenance.append(("this sweep" if here else "another moment")
                           + (f", timed {timed.timings} times" if timed.timings > 1 else ""))
         ratio = timed.seconds / run["time_per_iter_median_s"] if run["status"] == "ok" else float("nan")
+        if reference["run"] == run["run"]:
+            ratio = 1.0  # by definition; its timings' drift is its error bar
         speedup.append(ratio)
         spread.append(ratio * (_relative_iqr(run) ** 2 + timed.spread ** 2) ** 0.5)
     out["reference_run"] = reference_run
