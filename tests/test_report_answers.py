@@ -151,6 +151,7 @@ def test_the_summary_says_what_one_seed_cannot_resolve_and_what_it_can(tmp_path)
     assert table.loc[(2, "local_critic"), "quality lost (bits/char)"] == "-0.370 (one seed)"
     assert table.loc[(2, "local_critic"), "speed-up"].startswith("2.00x")
     assert "quality not resolvable (one seed)" in table.loc[(2, "data_parallel"), "verdict"]
+    assert table.loc[(1, "backprop"), "verdict"] == "the reference"
     assert "better quality (one seed)" in table.loc[(2, "local_critic"), "verdict"]
     statements = " ".join(report.summary.statements)
     assert "One seed: quality differences under 0.34 bits/char are not resolvable; run `seed=0,1,2`" in statements
