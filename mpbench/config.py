@@ -206,12 +206,18 @@ class SimulatorSpec(Settings):
     worker_speed: float = 1.0
     """A what-if: each simulated worker computes this many times faster than the profiled one (e.g. a many-core
     cluster node against one core here); links and bytes are unchanged. 1: the profile's own speed."""
+    profile: str | None = None
+    """The file the profile is kept in; null: one per sweep (<sweep dir>/simulator/, every point of a multirun
+    simulated from the same one) or the single run's own. A file named here is taken once and then read by every
+    run that names it, e.g. to compare two sweeps (links, worker_speed) from one profile."""
 
-    def __post_init__(self):
+    def validate(self) -> None:
         if self.profile_rows < 1:
             raise ValueError(f"profile_rows must be a positive number of rows, got {self.profile_rows!r}")
         if not self.worker_speed > 0:
             raise ValueError(f"worker_speed must be a positive factor, got {self.worker_speed!r}")
+        if self.profile is not None and not self.profile.strip():
+            raise ValueError("profile must be a file path or null, got ''")
 
 
 @dataclass(frozen=True)
@@ -313,6 +319,7 @@ class RunSpec(RunSettings):
     logger: LoggerSpec = field(default_factory=LoggerSpec)
     data_path: Path = Path("data")  # data_dir resolved
     cache_path: Path = Path(".cache")  # cache_dir resolved
+    sweep_path: Path | None = None  # the multirun's sweep directory (None: a single run)
 
 
 def check_group_choices(hydra_cfg: Any) -> None:
@@ -348,6 +355,17 @@ def _resolved(key: str, directory: str | None) -> Path | None:
     except (OSError, RuntimeError) as err:  # RuntimeError: "Symlink loop from ..."
         reason = "a symlink loop" if isinstance(err, RuntimeError) else (err.strerror or str(err))
         raise ConfigError(f"{key} {directory} cannot be used: {reason}; set {key} to a directory") from None
+
+
+def _sweep_dir() -> Path | None:
+    """The sweep directory of the multirun this point belongs to (its points share the simulator's
+    profile there); None in a single run, or outside a Hydra job (compose, tests)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return _resolved("hydra.sweep.dir", str(HydraConfig.get().sweep.dir))
 
 
 def run_spec_from(cfg: DictConfig) -> RunSpec:
@@ -391,5 +409,5 @@ def run_spec_from(cfg: DictConfig) -> RunSpec:
                                                         {name: entry[0] for name, entry in DATASETS.items()}),
         optimizer=settings_from(OptimizerSpec, {"name": opt_name, **opt_values}, "optimizer"),
         logger=settings_from(LoggerSpec, {"name": log_name, **log_values}, "logger"),
-        data_path=resolve_data_dir(data_dir), cache_path=cache_dir or default_cache_dir(),
+        data_path=resolve_data_dir(data_dir), cache_path=cache_dir or default_cache_dir(), sweep_path=_sweep_dir(),
     )

@@ -134,6 +134,7 @@ def _essence(config: dict) -> dict:
 # finished runs; a run of any other value is another config). Add a line with each new setting.
 ADDED_SETTINGS = {("simulator", "profile_rows"): 256,  # earlier: the whole batch timed (the same up to 256 rows)
                   ("simulator", "worker_speed"): 1.0,
+                  ("simulator", "profile"): None,  # earlier: a profile in cache_dir (now the sweep's or the run's own)
                   ("autocast",): False, ("compile",): False}
 
 

@@ -86,12 +86,14 @@ def test_resumed_multirun_keeps_finished_runs_and_reruns_the_rest(tmp_path):
 
 
 def test_a_run_recorded_before_a_setting_existed_is_a_run_of_the_value_it_ran_with(tmp_path):
-    """Upgrading the suite keeps finished runs: a config.yaml without simulator.profile_rows and
-    worker_speed (added later) is a run of its old behaviour, 256 and 1, and of no other value."""
+    """Upgrading the suite keeps finished runs: a config.yaml without simulator.profile_rows,
+    worker_speed and profile (added later) is a run of its old behaviour, 256, 1 and null, and of
+    no other value."""
     old = {"steps": 4, "simulator": {"link": "measured"}}
     (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
-    now = {"link": "measured", "profile_rows": 256, "worker_speed": 1.0}
+    now = {"link": "measured", "profile_rows": 256, "worker_speed": 1.0, "profile": None}
     assert same_run(tmp_path, {"steps": 4, "simulator": now})
+    assert not same_run(tmp_path, {"steps": 4, "simulator": {**now, "profile": "shared.json"}})
     assert not same_run(tmp_path, {"steps": 4, "simulator": {**now, "profile_rows": 16}})
     assert not same_run(tmp_path, {"steps": 4, "simulator": {**now, "worker_speed": 32.0}})
     assert not same_run(tmp_path, {"steps": 5, "simulator": now})

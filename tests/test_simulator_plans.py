@@ -34,14 +34,15 @@ class FakeCosts:
     o: float = 0.0
     kept: int = 100
     params: int = 1000
-    overhead: float = 0.0
+    overhead: float = 0.0  # the trainer's own work per step
+    check: float = 0.0  # the trainer's finiteness check of one block's weights
     per_row: bool = False  # costs proportional to the rows (a shard of B/N costs 1/N)
     batch: int = 64
 
     def blocks(self, rows: int) -> tuple[BlockCost, ...]:
         scale = rows / self.batch if self.per_row else 1.0
-        return tuple(BlockCost(self.f * scale, self.b * scale, self.w * scale, self.o, 10, self.kept, self.params)
-                     for _ in range(self.blocks_n))
+        return tuple(BlockCost(self.f * scale, self.b * scale, self.w * scale, self.o, 10, self.kept, self.params,
+                               self.check) for _ in range(self.blocks_n))
 
     def step_overhead_s(self) -> float:
         return self.overhead
@@ -60,6 +61,22 @@ def test_backprop_is_the_sum_of_its_parts():
     assert ran.idle_s == [pytest.approx(0.0)]
     # weights, gradients and Adam's two moments, plus every block's kept activations at the peak
     assert ran.peak_memory_bytes == [8 * 1000 * 4 + 8 * 100]
+
+
+def test_the_overhead_is_apart_from_the_compute_and_each_worker_checks_the_weights_it_holds():
+    costs = FakeCosts(o=0.5, overhead=0.25, check=0.125)
+    ran = run_plan(setup("backprop", 1, None, costs))
+    assert ran.busy_s == [pytest.approx(8 * (1 + 1 + 1 + 0.5))]  # the plan's compute only
+    assert ran.overhead_s == [pytest.approx(0.25 + 8 * 0.125)]
+    assert ran.step_s == pytest.approx(ran.busy_s[0] + ran.overhead_s[0]) and ran.idle_s == [pytest.approx(0.0)]
+    # a 4-stage pipeline: each worker checks its own 2 blocks; data parallelism: every replica all 8
+    staged = run_plan(setup("pipeline", 4, PipelineSettings(schedule="gpipe", microbatches=4), costs))
+    assert staged.overhead_s == [pytest.approx(0.25 + 2 * 0.125)] * 4
+    replicas = run_plan(setup("data_parallel", 4, DataParallelSettings(), costs))
+    assert replicas.overhead_s == [pytest.approx(0.25 + 8 * 0.125)] * 4
+    for run in (staged, replicas):
+        for busy, overhead, idle in zip(run.busy_s, run.overhead_s, run.idle_s):
+            assert busy + overhead + idle == pytest.approx(run.step_s)
 
 
 @pytest.mark.parametrize("workers", [2, 4, 8])

@@ -35,7 +35,7 @@ def data_parallel(setup: Setup) -> Programs:
     cap = getattr(setup.settings, "bucket_cap_mb", 25.0) * 2**20
     groups = buckets([c.parameter_bytes for c in costs], cap) if N > 1 else []
     for w in range(N):
-        programs.hold(w, sum(c.parameter_bytes for c in costs), setup.state_copies)
+        programs.hold(w, sum(c.parameter_bytes for c in costs), setup.state_copies, sum(c.check_s for c in costs))
     for t in range(setup.iterations):
         for w in range(N):
             for i, c in enumerate(costs):

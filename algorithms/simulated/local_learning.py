@@ -82,9 +82,10 @@ def local_learning(setup: Setup) -> Programs:
         return group[i - 1][-1].output_bytes if algorithm == "dni" else loss_bytes
 
     for i in range(N):
-        programs.hold(i, sum(c.parameter_bytes for c in group[i]), setup.state_copies)
+        programs.hold(i, sum(c.parameter_bytes for c in group[i]), setup.state_copies,
+                      sum(c.check_s for c in group[i]))
         if i < N - 1:
-            programs.hold(i, heads[i].parameter_bytes, 2)
+            programs.hold(i, heads[i].parameter_bytes, 2, heads[i].check_s)
     for t in range(setup.iterations):
         for i in range(N):
             fwd = sum(c.forward_s for c in group[i])
@@ -120,7 +121,8 @@ def sub_model_backprop(setup: Setup) -> Programs:
     end = ends[s.sub_model - 1]
     costs = setup.costs.blocks(setup.batch_size)[:end + 1]
     head = _heads(setup, "local_critic", ends)[s.sub_model - 1]
-    programs.hold(0, sum(c.parameter_bytes for c in costs) + head.parameter_bytes, setup.state_copies)
+    programs.hold(0, sum(c.parameter_bytes for c in costs) + head.parameter_bytes, setup.state_copies,
+                  sum(c.check_s for c in costs) + head.check_s)
     for t in range(setup.iterations):
         for i, c in enumerate(costs):
             programs.add(("F", t, i), 0, "forward", c.forward_s, iteration=t, memory=c.kept_bytes, label=f"F{i}")

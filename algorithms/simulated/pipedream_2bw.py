@@ -34,7 +34,8 @@ def pipedream_2bw(setup: Setup) -> Programs:
     out = [p[-1].output_bytes for p in parts]
     params = [sum(c.parameter_bytes for c in p) for p in parts]
     for w in range(d):
-        programs.hold(w, params[w], setup.state_copies + 2)  # + the two stashed versions
+        # + the two stashed versions (the trainer checks the live weights only)
+        programs.hold(w, params[w], setup.state_copies + 2, sum(c.check_s for c in parts[w]))
 
     def hop(boundary: int) -> float:  # stage boundary -> boundary + 1 (or back)
         return message(setup.link, out[boundary], False)

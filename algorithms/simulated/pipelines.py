@@ -170,11 +170,12 @@ def pipelines(setup: Setup) -> Programs:
     params_of_rank = [sum(c.parameter_bytes for k in range(stages) if rank_of[k] == r for c in parts[k])
                       for r in range(P)]
     opt_of_rank = [sum(c.optimizer_s for k in range(stages) if rank_of[k] == r for c in parts[k]) for r in range(P)]
+    check_of_rank = [sum(c.check_s for k in range(stages) if rank_of[k] == r for c in parts[k]) for r in range(P)]
     actions = as_actions(torch_actions(s.schedule, P, v, m))
     every = getattr(s, "inner_steps", 1)  # steps per all-reduce of the replicas: diloco's H, else 1
     for replica in range(R):
         for r in range(P):
-            programs.hold(replica * P + r, params_of_rank[r], setup.state_copies)
+            programs.hold(replica * P + r, params_of_rank[r], setup.state_copies, check_of_rank[r])
 
     def hop(k_from, k_to):  # the message from stage k_from to k_to
         return message(setup.link, out[min(k_from, k_to)], rank_of[k_from] == rank_of[k_to])

@@ -50,7 +50,9 @@ def stale_gradient(setup: Setup) -> Programs:
         return message(setup.link, input_bytes[max(k_from, k_to)], owner[k_from] == owner[k_to])
 
     for w in range(placement.workers(K)):
-        programs.hold(w, sum(params[k] for k in range(K) if owner[k] == w), setup.state_copies)
+        here = [k for k in range(K) if owner[k] == w]
+        programs.hold(w, sum(params[k] for k in here), setup.state_copies,
+                      sum(c.check_s for k in here for c in parts[k]))
     for t in range(setup.iterations):
         for w in range(placement.workers(K)):
             here = [k for k in range(K) if owner[k] == w]

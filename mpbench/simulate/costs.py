@@ -12,31 +12,50 @@ out further from the measured runs (README, simulated scaling), so the loop stay
 
 It also records what memory the simulator charges: the bytes of each block's output (the message
 at a cut after it), of the activations autograd keeps for its backward (saved tensors that are
-not parameters), and of its parameters. The last block's costs include the loss. Costs depend
-on the rows of a (micro)batch, and not linearly at small sizes, so each plan asks for the rows it
-runs (a pipeline's microbatch, a replica's shard) and each size is timed once. Sizes above the
-rows the profiler holds (`simulator.profile_rows`) are that size's costs scaled linearly: time
-and activations per row are flat once a batch fills the device, and a global batch of thousands
-of rows (a 512-worker sweep, its one-worker reference) could not be timed in minutes.
+not parameters), and of its parameters; and the trainer's per-step finiteness check of the
+block's weights (`check_s`: every worker runs it over the weights it holds). The last block's
+costs include the loss. Costs depend on the rows of a (micro)batch, and not linearly at small
+sizes, so each plan asks for the rows it runs (a pipeline's microbatch, a replica's shard) and
+each size is timed once. Sizes above the rows the profiler holds (`simulator.profile_rows`) are
+that size's costs scaled linearly: time and activations per row are flat once a batch fills the
+device, and a global batch of thousands of rows (a 512-worker sweep, its one-worker reference)
+could not be timed in minutes.
 
-A profile is kept and reused by every later point, so one taken while other processes loaded the
-machine would skew all of them: each timing is taken again once if the machine's load says it
-was disturbed (mpbench/machine_load.py, as measured runs are flagged), a second disturbed one is
-kept but named in `interference`, and a kept disturbed timing is taken again by the next run.
+One profile per sweep (docs/simulator.md). A profile kept in `store` is read by every point that
+names it and is never re-timed: its *base* (the blocks at the most rows, the optimizer, one whole
+backprop step, the trainer's own per-step work) is taken once, at one moment, by the first point
+that needs it. A row size or local module first needed by a later point is timed then, at another
+moment of a machine whose speed drifts; so that the drift does not leak in, that point first
+times the *anchor* again (the whole model's forward on the most rows, timed in the base too) and
+scales what it adds by base / now (`scaled_by`).
+Every timing is taken again at once if the machine's load says it was disturbed (mpbench/
+machine_load.py, as measured runs are flagged); a second disturbed one is kept and flagged
+(`interference`), never replaced by a later point. Entries are added under a file lock, so points
+that run at once (a cluster launcher) add each entry once and all read the same profile.
 
-`calibration` ties the parts to the whole: one whole backprop step (forward, loss, backward,
-optimizer) is timed too; what the parts miss is a per-step overhead charged on every worker, and
-parts that add up to more than the whole are scaled down to it.
+The parts and the whole: what one whole step costs beyond the sum of its isolated parts (or
+below it) is compute the loop's timings missed, so every compute time is scaled by whole / parts
+(`compute_scale`) rather than charged as a fixed cost on every worker, which would give a stage
+of one block the whole model's residual. The trainer's own per-step work (fetching the batch, the
+learning rate, the loss bookkeeping), measured by the caller (`trainer_step`,
+mpbench/simulate/overhead.py), is the per-step overhead charged on every worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import hashlib
 import json
+import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,7 +66,10 @@ from mpbench.machine_load import load_record, snapshot
 from mpbench.records import atomic_write_text
 
 
-PROFILE_METHOD = 5  # kept profiles of an earlier method are not reused (5: taken with freed host memory kept)
+# A kept profile of another format is refused with one line, not re-timed behind the sweep's back
+# (6: one frozen profile per sweep, later entries anchored, the finiteness check, the trainer's step).
+PROFILE_FORMAT = 6
+BASE = ("optimizer", "whole step", "anchor", "trainer step")  # with "rows <most rows>": the profile's base
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,7 @@ class BlockCost:
     output_bytes: int
     kept_bytes: int  # activations saved for the backward
     parameter_bytes: int
+    check_s: float = 0.0  # the trainer's per-step finiteness check of the block's weights and buffers
 
     @property
     def backward_s(self) -> float:
@@ -76,10 +99,12 @@ class HeadCost:
     optimizer_s: float  # an Adam step over its parameters
     parameter_bytes: int
     kept_bytes: int
+    check_s: float = 0.0  # the trainer's per-step finiteness check of its weights
 
 
 class ProfileError(ConfigError):
-    """The profile cannot be taken (the model does not fit the device, the device fails)."""
+    """The profile cannot be taken (the model does not fit the device, the device fails), or a
+    kept one cannot be used."""
 
 
 def _profiling(method):
@@ -159,18 +184,57 @@ def _bytes(params) -> int:
     return sum(p.numel() * p.element_size() for p in params)
 
 
+def _check_s(module: nn.Module, repeats: int) -> float:
+    """The trainer's finiteness check (mpbench/trainer.py `non_finite`) of `module`'s weights and buffers."""
+    from mpbench.trainer import non_finite  # here: the trainer imports what a worker runs
+
+    state = module.state_dict()
+    return _timed(lambda: non_finite(state), repeats) if state else 0.0
+
+
+def refuse_other_workload(store: Path, kept: dict, wanted: dict) -> None:
+    """ProfileError (one line) if the profile kept in `store` is of another workload than `wanted`
+    on any key `wanted` names."""
+    differs = sorted(k for k in wanted if kept.get(k) != wanted[k])
+    if differs:
+        raise ProfileError(f"the simulator's profile {store} is of another workload (it differs in "
+                           f"{', '.join(differs)}); name another file with simulator.profile")
+
+
+def read_kept(store: Path) -> dict:
+    """The profile kept in `store`, parsed; ProfileError (one line) if it cannot be read or is of
+    another format."""
+    try:
+        saved = json.loads(Path(store).read_text())
+        if not isinstance(saved, dict) or saved.get("format") != PROFILE_FORMAT:
+            found = saved.get("format") if isinstance(saved, dict) else None
+            raise ValueError(f"it is of format {found!r}, this version reads {PROFILE_FORMAT}")
+        return saved
+    except (OSError, ValueError) as err:
+        raise ProfileError(f"the simulator's profile {store} cannot be read ({str(err)[:200]}); delete it to take "
+                           f"the profile again, or name another file with simulator.profile") from None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 class Profiler:
     """Per-block costs of `model` on rows of `inputs` (the first rows of one global batch of
     `batch_size`, default all of them) and `targets`.
 
     Without `targets` the last block is timed without the loss (its backward from ones), and
-    without `make_optimizer` optimizer steps cost nothing: the balance profiler's use. Costs of
-    more rows than `inputs` holds are extrapolated linearly (`blocks`, `head`).
+    without `make_optimizer` optimizer steps cost nothing: the balance profiler's use, which has
+    no whole step, no base and no store. Costs of more rows than `inputs` holds are extrapolated
+    linearly (`blocks`, `head`). `store` is the profile's file, shared by every point of a sweep
+    (module docstring); `workload` says what it is a profile of, and a store of another workload is
+    refused. `trainer_step()` measures the trainer's own seconds per step (None: not charged).
     """
 
     def __init__(self, model: BlockModel, inputs: torch.Tensor, targets: torch.Tensor,
                  make_optimizer, repeats: int = 7, store: Path | None = None, batch_size: int | None = None,
-                 retake_disturbed: bool = False, worker_speed: float = 1.0):
+                 retake_disturbed: bool = False, worker_speed: float = 1.0,
+                 trainer_step: Callable[[], float] | None = None, workload: dict | None = None):
         self.model, self.inputs, self.targets = model, inputs, targets
         self.worker_speed = worker_speed  # a what-if: every compute time divided by it (the profile stays this machine's)
         # The simulator's profile is taken alone; balance=profile's runs in every worker at once, where
@@ -179,67 +243,205 @@ class Profiler:
         self._batch_size = batch_size or len(inputs)
         self.make_optimizer = make_optimizer  # params -> torch.optim.Optimizer (the run's)
         self.repeats = repeats
+        self.trainer_step = trainer_step
+        self.workload = dict(workload or {})
+        self.store = Path(store) if store is not None else None
+        # The profile, as kept: raw timings (an entry's anchor factor is applied when it is read).
         self._blocks: dict[int, tuple[BlockCost, ...]] = {}
+        self._heads: dict[str, HeadCost] = {}
         self._optimizer_s: list[float] | None = None
         self._whole_step_s: float | None = None
-        self._heads: dict[str, HeadCost] = {}
-        self._disturbed: dict[str, str] = {}  # timing ("rows 16", "whole step") -> what disturbed it
+        self._anchor_s: float | None = None
+        self._trainer_step_s: float | None = None
+        self._created: dict = {}  # when and where the base was taken
+        self._entries: dict[str, dict] = {}  # "rows 16", "head ...", "whole step" -> {"taken_at", "scaled_by"}
+        self._disturbed: dict[str, str] = {}  # entry -> what disturbed it (other processes' load)
+        # This process: its anchor factor (1 where it took the base), the entries it used.
+        self._moment: tuple[float, str | None] | None = None
+        self._used: set[str] = set()
         self._outputs: list[torch.Tensor] | None = None
-        # Timings kept on disk (one file per model, data, batch, dtype, device, threads and machine), so
-        # that every point of a scaling sweep, and a later sweep, is simulated from one profile.
-        self.store = store
-        self._load()
+        self._read()
 
-    def _load(self) -> None:
-        if self.store is None:
+    # --- the kept profile ---
+
+    @property
+    def _calibrated(self) -> bool:
+        """Whether there is a whole step to time (a loss and an optimizer): then there is a base."""
+        return self.targets is not None and self.make_optimizer is not None
+
+    def _read(self) -> None:
+        """Load the kept profile, if there is one; refuse one that is damaged or of another workload."""
+        if self.store is None or not self.store.exists():
             return
+        saved = read_kept(self.store)
         try:
-            saved = json.loads(self.store.read_text())
             blocks = {int(rows): tuple(BlockCost(**c) for c in costs) for rows, costs in saved["blocks"].items()}
-            heads = {key: HeadCost(**cost) for key, cost in saved["heads"].items()}
-            optimizer_s, whole = saved["optimizer_s"], saved["whole_step_s"]
-            disturbed = {str(k): str(v) for k, v in saved.get("disturbed", {}).items()}
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            return  # none yet, or unreadable: profile again (and replace it)
-        # a timing disturbed by other load is not trusted: this run takes it again
-        blocks = {rows: costs for rows, costs in blocks.items() if f"rows {rows}" not in disturbed}
-        whole = None if "whole step" in disturbed else whole
-        self._blocks, self._heads, self._optimizer_s, self._whole_step_s = blocks, heads, optimizer_s, whole
+            heads = {str(key): HeadCost(**cost) for key, cost in saved["heads"].items()}
+            optimizer_s, whole, trainer = saved["optimizer_s"], saved["whole_step_s"], saved["trainer_step_s"]
+            anchor = saved["anchor_s"]
+            created, entries, workload = dict(saved["created"]), dict(saved["entries"]), dict(saved["workload"])
+            disturbed = {str(k): str(v) for k, v in saved["disturbed"].items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ProfileError(f"the simulator's profile {self.store} cannot be read ({type(err).__name__}: "
+                               f"{str(err)[:200]}); delete it to take the profile again, or name another file "
+                               f"with simulator.profile") from None
+        refuse_other_workload(self.store, workload, self.workload)
+        self._blocks, self._heads, self._optimizer_s = blocks, heads, optimizer_s
+        self._whole_step_s, self._anchor_s, self._trainer_step_s = whole, anchor, trainer
+        self._created, self._entries, self._disturbed, self.workload = created, entries, disturbed, workload
 
-    def _save(self) -> None:
+    def _write(self) -> None:
         if self.store is None:
             return
-        saved = {"blocks": {rows: [asdict(c) for c in costs] for rows, costs in self._blocks.items()},
+        saved = {"format": PROFILE_FORMAT, "id": self.id, "workload": self.workload, "created": self._created,
+                 "blocks": {rows: [asdict(c) for c in costs] for rows, costs in sorted(self._blocks.items())},
                  "heads": {key: asdict(c) for key, c in self._heads.items()},
-                 "optimizer_s": self._optimizer_s, "whole_step_s": self._whole_step_s, "disturbed": self._disturbed}
+                 "optimizer_s": self._optimizer_s, "whole_step_s": self._whole_step_s, "anchor_s": self._anchor_s,
+                 "trainer_step_s": self._trainer_step_s, "entries": self._entries, "disturbed": self._disturbed}
         try:
-            atomic_write_text(self.store, json.dumps(saved))
-        except OSError:
-            pass  # a store that cannot be written only costs the next run a profile
+            atomic_write_text(self.store, json.dumps(saved, indent=1) + "\n")
+        except OSError as err:  # a profile that is not kept would be taken again by the next point
+            raise ProfileError(f"the simulator's profile {self.store} cannot be written ({err.strerror or err}); "
+                               f"name a writable file with simulator.profile") from None
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """Hold the store while an entry is added (points that run at once add each entry once)."""
+        if self.store is None:
+            yield
+            return
+        try:
+            self.store.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.store.parent / f".{self.store.name}.lock", "a")
+        except OSError as err:
+            raise ProfileError(f"the simulator's profile {self.store} cannot be kept ({err.strerror or err}); "
+                               f"name a writable file with simulator.profile") from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @property
+    def id(self) -> str | None:
+        """A digest of the profile's base (and what it is a profile of): the same on every point
+        that used this profile, whatever entries later points added."""
+        if self.rows_profiled not in self._blocks:
+            return None
+        base = {"workload": self.workload, "created": self._created, "optimizer_s": self._optimizer_s,
+                "blocks": [asdict(c) for c in self._blocks[self.rows_profiled]],
+                "whole_step_s": self._whole_step_s, "anchor_s": self._anchor_s,
+                "trainer_step_s": self._trainer_step_s}
+        return hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:16]
+
+    def record(self) -> dict:
+        """What a run's record says of the profile it used: its id and file, when and where its
+        base was taken, and each entry this run read (when it was timed, the anchor factor it was
+        scaled by, what disturbed it)."""
+        self._base()
+        used = sorted(self._used | ({*BASE, f"rows {self.rows_profiled}"} & set(self._entries)))
+        return {"id": self.id, "kept_in": str(self.store) if self.store is not None else None,
+                "taken_at": self._created.get("taken_at"), "host": self._created.get("host"),
+                "entries": {name: {**self._entries[name], "disturbed": self._disturbed.get(name)}
+                            for name in used if name in self._entries}}
 
     @property
     def rows_timed(self) -> list[int]:
+        """Every row size the profile holds (timed by this run or an earlier point)."""
         return sorted(self._blocks)
 
     @property
     def interference(self) -> str | None:
-        """What disturbed the timings this profile holds (other processes' load), or None."""
-        return "; ".join(f"{what}: {why}" for what, why in self._disturbed.items()) or None
+        """What disturbed the timings this run used (the base, and the entries it read), in one
+        phrase (each one's cause is in `record()`), or None."""
+        used = [name for name in self._entries if name in {*BASE, f"rows {self.rows_profiled}", *self._used}]
+        disturbed = [(name, self._disturbed[name]) for name in used if name in self._disturbed]
+        if not disturbed:
+            return None
+        name, why = disturbed[0]
+        more = f", and {len(disturbed) - 1} more of the {len(used)} it used" if len(disturbed) > 1 else ""
+        return f"profile timings disturbed ({name}: {why}{more}; simulation.profile.entries)"
 
-    def _taken_quietly(self, what: str, take):
-        """`take()`, once more if the machine's load disturbed it; a second disturbed one is kept
-        and recorded (`interference`)."""
+    def _quietly(self, take, retake: bool = True) -> tuple[Any, str | None]:
+        """`take()`, once more at once (`retake`) if the machine's load disturbed it; and what
+        disturbed the one kept (None: quiet, or not checked)."""
         if not self.retake_disturbed:
-            return take()
-        for _ in range(2):
+            return take(), None
+        why = None
+        for _ in range(2 if retake else 1):
             before = snapshot()
             result = take()
             why = load_record(before, snapshot(), spread=None)["interference"]
             if why is None:
-                self._disturbed.pop(what, None)
-                return result
-        self._disturbed[what] = why
-        return result
+                break
+        return result, why
+
+    def _base(self) -> None:
+        """The profile's base, taken at one moment by the first point that needs it, or read."""
+        if not self._calibrated or self._whole_step_s is not None:
+            return
+        with self._locked():
+            self._read()  # another point may have taken it meanwhile: that one stands
+            if self._whole_step_s is not None:
+                return
+            self._created = {"taken_at": _now(), "host": socket.gethostname()}
+            self._moment = (1.0, None)  # what this process adds is of the base's moment
+            rows = self.rows_profiled
+            steps = [("optimizer", self._time_optimizer, "_optimizer_s"),
+                     (f"rows {rows}", lambda: self._profile(rows), None),
+                     ("whole step", self._time_whole_step, "_whole_step_s"),
+                     ("anchor", self._time_anchor, "_anchor_s")]
+            if self.trainer_step is not None:
+                steps.append(("trainer step", self.trainer_step, "_trainer_step_s"))
+            for name, take, attribute in steps:
+                value, why = self._quietly(take)
+                if attribute is None:
+                    self._blocks[rows] = value
+                else:
+                    setattr(self, attribute, value)
+                self._entries[name] = {"taken_at": _now(), "scaled_by": 1.0}
+                if why:
+                    self._disturbed[name] = why
+            self._write()
+
+    def _anchor(self) -> tuple[float, str | None]:
+        """How this moment's machine compares with the base's: the base's anchor / the anchor
+        timed again now (once per process, not retaken: a ratio, flagged if disturbed), and what
+        disturbed it."""
+        if self._moment is None:
+            if not self._calibrated or not self._anchor_s:
+                self._moment = (1.0, None)
+            else:
+                again, why = self._quietly(self._time_anchor, retake=False)
+                self._moment = (self._anchor_s / again if again > 0 else 1.0, why)
+        return self._moment
+
+    def _entry(self, name: str, find: Callable[[], Any], take: Callable[[], Any], keep: Callable[[Any], None]):
+        """The kept entry `name`, or timed once now (anchored), kept, and never replaced."""
+        found = find()
+        if found is None:
+            with self._locked():
+                self._read()  # another point may have timed it meanwhile: that one stands
+                found = find()
+                if found is None:
+                    factor, anchor_why = self._anchor()
+                    found, why = self._quietly(take)
+                    keep(found)
+                    self._entries[name] = {"taken_at": _now(), "scaled_by": factor}
+                    if factor != 1.0 or anchor_why:  # the anchor as timed now (the base's is anchor_s)
+                        self._entries[name]["anchor_s"] = self._anchor_s / factor
+                    why = "; ".join(filter(None, [why, anchor_why and f"its anchor: {anchor_why}"]))
+                    if why:
+                        self._disturbed[name] = why
+                    self._write()
+        self._used.add(name)
+        return found
+
+    def _scaled_by(self, name: str) -> float:
+        return float(self._entries.get(name, {}).get("scaled_by", 1.0))
+
+    # --- what the plans read ---
 
     @property
     def batch_size(self) -> int:
@@ -253,27 +455,52 @@ class Profiler:
 
     def blocks(self, rows: int) -> tuple[BlockCost, ...]:
         """Each block's costs on `rows` rows of the batch (timed once per size, extrapolated
-        linearly above `rows_profiled`), calibrated."""
+        linearly above `rows_profiled`), anchored and scaled to the whole step."""
         rows = max(1, min(rows, self.batch_size))
         timed_rows = min(rows, self.rows_profiled)
-        scale, per_row = self.calibration()[0] / self.worker_speed, rows / timed_rows
-        return tuple(replace(c, forward_s=c.forward_s * scale * per_row,
-                             backward_input_s=c.backward_input_s * scale * per_row,
-                             backward_weight_s=c.backward_weight_s * scale * per_row, optimizer_s=c.optimizer_s * scale,
+        timed = self._timed_blocks(timed_rows)
+        scale, factor, speed = self.compute_scale(), self._scaled_by(f"rows {timed_rows}"), self.worker_speed
+        per_row = rows / timed_rows
+        compute = scale * factor * per_row / speed
+        return tuple(replace(c, forward_s=c.forward_s * compute, backward_input_s=c.backward_input_s * compute,
+                             backward_weight_s=c.backward_weight_s * compute,
+                             optimizer_s=c.optimizer_s * scale / speed,  # the base's, per step, not per row
+                             check_s=c.check_s * factor / speed,
                              output_bytes=round(c.output_bytes * per_row), kept_bytes=round(c.kept_bytes * per_row))
-                     for c in self._timed_blocks(timed_rows))
+                     for c in timed)
 
     def _timed_blocks(self, rows: int) -> tuple[BlockCost, ...]:
+        self._base()
         rows = max(1, min(rows, self.rows_profiled))
-        if rows not in self._blocks:
-            self._blocks[rows] = self._taken_quietly(f"rows {rows}", lambda: self._profile(rows))
-            self._save()
-        return self._blocks[rows]
+        return self._entry(f"rows {rows}", lambda: self._blocks.get(rows), lambda: self._profile(rows),
+                           lambda costs: self._blocks.__setitem__(rows, costs))
+
+    def compute_scale(self) -> float:
+        """Whole step / the sum of its profiled parts (forward, backward, optimizer at the most
+        rows): what every compute time is scaled by so that the parts make the whole. Above 1 the
+        whole step pays for work the isolated blocks do not (a fresh gradient per step, one
+        autograd pass over the chain); below 1 each block timed alone paid call overheads the
+        step does not. 1 without a whole step (the balance profiler)."""
+        if not self._calibrated:
+            return 1.0
+        self._base()
+        parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in self._blocks[self.rows_profiled])
+        return self._whole_step_s / parts if parts > 0 and self._whole_step_s > 0 else 1.0
+
+    def step_overhead_s(self) -> float:
+        """The trainer's own seconds per step on every worker (0 where it was not measured)."""
+        self._base()
+        return (self._trainer_step_s or 0.0) / self.worker_speed
+
+    @property
+    def step_overhead_measured(self) -> bool:
+        self._base()
+        return self._trainer_step_s is not None
 
     @_profiling
     def _profile(self, rows: int) -> tuple[BlockCost, ...]:
         model, repeats = self.model, self.repeats
-        optimizer_s = self.optimizer_seconds()
+        optimizer_s = self._optimizer()
         x = self.inputs[:rows]
         targets = self.targets[:rows] if self.targets is not None else None
         costs = []
@@ -297,62 +524,44 @@ class Profiler:
             costs.append(BlockCost(
                 forward_s=f, backward_input_s=b, backward_weight_s=max(full - b, 0.0),
                 optimizer_s=optimizer_s[i], output_bytes=next_x.numel() * next_x.element_size(),
-                kept_bytes=kept, parameter_bytes=_bytes(params)))
+                kept_bytes=kept, parameter_bytes=_bytes(params),
+                check_s=_check_s(block, repeats) if self._calibrated else 0.0))
             x = next_x
         model.zero_grad(set_to_none=True)
         return tuple(costs)
 
-    @_profiling
-    def optimizer_seconds(self) -> list[float]:
-        """The run's optimizer step over each block's parameters (with gradients set)."""
-        if self._optimizer_s is None and self.make_optimizer is None:
+    def _optimizer(self) -> list[float]:
+        """The run's optimizer step over each block's parameters: the base's (zeros without one)."""
+        if self.make_optimizer is None:
             return [0.0] * len(self.model.blocks)
         if self._optimizer_s is None:
-            seconds = []
-            for block in self.model.blocks:
-                params = [p for p in block.parameters() if p.requires_grad]
-                if not params:
-                    seconds.append(0.0)
-                    continue
-                saved = [p.detach().clone() for p in params]
-                for p in params:
-                    p.grad = torch.zeros_like(p)
-                optimizer = self.make_optimizer(params)
-                seconds.append(_timed(optimizer.step, self.repeats))
-                with torch.no_grad():  # the profile leaves the model as it found it
-                    for p, s in zip(params, saved):
-                        p.copy_(s)
-                        p.grad = None
-            self._optimizer_s = seconds
+            self._optimizer_s = self._time_optimizer()
         return self._optimizer_s
 
-    def step_overhead_s(self) -> float:
-        return self.calibration()[1] / self.worker_speed
-
-    def calibration(self) -> tuple[float, float]:
-        """(scale, overhead_s): how block timings become the whole step they are parts of.
-
-        One whole backprop step (forward, loss, backward, optimizer) on the full batch is timed
-        and compared with the sum of its profiled parts. What the parts miss (the step's own
-        work) is the per-step overhead; when they add up to more (each block timed alone pays
-        its own call overheads), they are all scaled down to the whole instead. Without a
-        loss and an optimizer (the balance profiler) there is no whole step: (1, 0).
-        """
-        if self.targets is None or self.make_optimizer is None:
-            return 1.0, 0.0
-        timed = self._timed_blocks(self.rows_profiled)  # first: the whole step is timed right after its parts
-        if self._whole_step_s is None:
-            self._whole_step_s = self._taken_quietly("whole step", self._time_whole_step)
-            self._save()
-        parts = sum(c.forward_s + c.backward_s + c.optimizer_s for c in timed)
-        if self._whole_step_s >= parts or parts <= 0:
-            return 1.0, self._whole_step_s - parts
-        # All parts shrink together: scaling compute alone could reach zero when the optimizer's
-        # own timing is noisy and the whole step comes in under it.
-        return self._whole_step_s / parts, 0.0
+    @_profiling
+    def _time_optimizer(self) -> list[float]:
+        """The run's optimizer step over each block's parameters (with gradients set)."""
+        seconds = []
+        for block in self.model.blocks:
+            params = [p for p in block.parameters() if p.requires_grad]
+            if not params:
+                seconds.append(0.0)
+                continue
+            saved = [p.detach().clone() for p in params]
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            optimizer = self.make_optimizer(params)
+            seconds.append(_timed(optimizer.step, self.repeats))
+            with torch.no_grad():  # the profile leaves the model as it found it
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+                    p.grad = None
+        return seconds
 
     @_profiling
     def _time_whole_step(self) -> float:
+        """One whole backprop step (forward, loss, backward, optimizer) on the most rows: the
+        number every part is scaled to."""
         model, params = self.model, [p for p in self.model.parameters() if p.requires_grad]
         saved = [p.detach().clone() for p in params]
         optimizer = self.make_optimizer(params)
@@ -362,12 +571,20 @@ class Profiler:
             model.loss(model(self.inputs), self.targets).backward()
             optimizer.step()
 
-        whole = _timed(step, 2 * self.repeats + 1, warm_up=3)  # the one number every part is scaled to
+        whole = _timed(step, 2 * self.repeats + 1, warm_up=3)
         with torch.no_grad():  # the profile leaves the model as it found it
             for p, s in zip(params, saved):
                 p.copy_(s)
         model.zero_grad(set_to_none=True)
         return whole
+
+    @_profiling
+    def _time_anchor(self) -> float:
+        """The whole model's forward on the most rows, without gradients: a short fixed piece of
+        the run's own work, timed in the base and again by a later point before it adds an entry,
+        to tell how much faster or slower the machine is then."""
+        with torch.no_grad():
+            return _timed(lambda: self.model(self.inputs), self.repeats)
 
     def head(self, key, make_module, boundary: int, call) -> HeadCost:
         """A local module (`make_module()`, timed once per `key`) on block `boundary`'s output
@@ -375,13 +592,14 @@ class Profiler:
         `call(module, h, targets)` (a local loss, or the module's output), its whole backward
         and an Adam step over its parameters."""
         key = repr(key)
-        if key not in self._heads:
-            self._heads[key] = self._head(make_module(), boundary, call)
-            self._save()
-        cost, per_row = self._heads[key], self.batch_size / self.rows_profiled
-        per_row_s = per_row / self.worker_speed
-        return replace(cost, forward_s=cost.forward_s * per_row_s, backward_s=cost.backward_s * per_row_s,
-                       optimizer_s=cost.optimizer_s / self.worker_speed, kept_bytes=round(cost.kept_bytes * per_row))
+        self._base()
+        name = f"head {key}"
+        cost = self._entry(name, lambda: self._heads.get(key), lambda: self._head(make_module(), boundary, call),
+                           lambda timed: self._heads.__setitem__(key, timed))
+        factor, per_row = self._scaled_by(name) / self.worker_speed, self.batch_size / self.rows_profiled
+        return replace(cost, forward_s=cost.forward_s * per_row * factor, backward_s=cost.backward_s * per_row * factor,
+                       optimizer_s=cost.optimizer_s * factor, check_s=cost.check_s * factor,
+                       kept_bytes=round(cost.kept_bytes * per_row))
 
     def _boundary_outputs(self) -> list[torch.Tensor]:
         if self._outputs is None:
@@ -409,4 +627,5 @@ class Profiler:
         step = _timed(torch.optim.Adam(params, lr=0.0).step, self.repeats) if params else 0.0
         module.zero_grad(set_to_none=True)
         return HeadCost(forward_s=f, backward_s=full, optimizer_s=step, parameter_bytes=_bytes(params),
-                        kept_bytes=_saved_bytes(forward, {p.data_ptr() for p in params}))
+                        kept_bytes=_saved_bytes(forward, {p.data_ptr() for p in params}),
+                        check_s=_check_s(module, self.repeats))

@@ -3,8 +3,9 @@
 A plan reads the algorithm's settings and the profiled costs (`Setup`) and writes, for every
 worker, the tasks it runs per iteration in the order the real code runs them
 (`Programs.add`), for `setup.iterations` iterations, plus what each worker holds throughout
-(`Programs.hold`: weights, gradients, optimizer state). The harness (mpbench/simulate/run.py)
-adds what every algorithm shares: the trainer's per-step overhead and its loss all-reduce.
+(`Programs.hold`: weights, gradients, optimizer state, and the seconds of the trainer's per-step
+finiteness check of those weights). The harness (mpbench/simulate/simulation.py) adds what every
+algorithm shares: the trainer's per-step overhead and its loss all-reduce.
 
     data_parallel.py   backprop, data_parallel (DDP's bucketed all-reduce beside the backward)
     pipelines.py       pipeline (every torch schedule, from torch's own action lists), hypar
@@ -42,11 +43,13 @@ class Setup:
 
 
 class Programs:
-    """Every lane's tasks in program order, and each worker's memory held throughout."""
+    """Every lane's tasks in program order, each worker's memory held throughout, and the seconds
+    the trainer's per-step finiteness check of what it holds takes."""
 
     def __init__(self):
         self.lanes: dict[Lane, list[Task]] = defaultdict(list)
         self.held_bytes: dict[int, int] = defaultdict(int)
+        self.check_s: dict[int, float] = defaultdict(float)
 
     def add(self, key: Hashable, worker: int, kind: str, seconds: float, needs=(), iteration: int = 0,
             memory: int = 0, lane: str = "compute", group: Hashable | None = None, label: str = "") -> Hashable:
@@ -55,9 +58,11 @@ class Programs:
                                                memory, group, label or str(kind)))
         return key
 
-    def hold(self, worker: int, parameter_bytes: int, state_copies: int) -> None:
-        """`worker` holds weights of `parameter_bytes`, their gradients and the optimizer's state."""
+    def hold(self, worker: int, parameter_bytes: int, state_copies: int, check_s: float = 0.0) -> None:
+        """`worker` holds weights of `parameter_bytes`, their gradients and the optimizer's state;
+        `check_s`: the trainer's finiteness check of those weights, per step (the blocks' `check_s`)."""
         self.held_bytes[worker] += parameter_bytes * (2 + state_copies)
+        self.check_s[worker] += check_s
 
 
 Plan = Callable[[Setup], Programs]

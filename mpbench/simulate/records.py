@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 def simulation_of(spec, topology, data, run_dir: Path) -> dict:
     """Profile, simulate the run and its reference, draw one step; the `simulation` section."""
     device = torch.device("cuda", 0) if topology.device_type == "cuda" else torch.device("cpu")
-    profiler = profiler_for(spec, data, device, topology.threads_per_worker)
+    # One profile per sweep: every point of a multirun reads the one the first point took (docs/simulator.md).
+    profiler = profiler_for(spec, data, device, topology.threads_per_worker, spec.sweep_path or run_dir)
     link = link_for(spec.simulator.link, topology.backend, spec.cache_path)
     ran, reference = simulate_spec(spec, profiler, link)
     from mpbench.simulate.gantt import draw_gantt  # here: matplotlib costs every process half a second to import

@@ -1,11 +1,14 @@
 """One configuration, simulated: the plan's programs, what every trainer adds, and what comes out.
 
 Every algorithm's plan (algorithms/simulated/) gives the workers' programs. Added here, the same
-for all, as the trainer (mpbench/trainer.py) does per step: a fixed per-step overhead (profiled:
-a whole backprop step minus its parts) and the loss all-reduce, started at the end of step t
-and waited for at the end of step t+1, which keeps every worker within a step of the others.
-The steady state is read off worker 0, as the trainer times it: the period between the starts of
-two iterations, once the warm-up (a stale pipeline filling, a delayed target arriving) is over.
+for all, as the trainer (mpbench/trainer.py) does per step: the per-step overhead, a task of its
+own on every worker (the trainer's own work, measured: mpbench/simulate/overhead.py; plus the
+finiteness check of the weights that worker holds, profiled per block), and the loss all-reduce,
+started at the end of step t and waited for at the end of step t+1, which keeps every worker
+within a step of the others. The steady state is read off worker 0, as the trainer times it: the
+period between the starts of two iterations, once the warm-up (a stale pipeline filling, a
+delayed target arriving) is over. Per worker, that step splits into busy (the plan's compute),
+overhead, and idle (neither); communication runs beside them on its own lane.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ class Simulated:
     """A configuration's simulated steady step, per worker, and the timeline it came from."""
 
     step_s: float
-    busy_s: list[float]  # computing (forward, backward, optimizer, local modules, overhead)
+    busy_s: list[float]  # computing the plan's tasks (forward, backward, optimizer, local modules)
     comm_s: list[float]  # on the communication lane (all-reduces)
-    idle_s: list[float]  # neither: waiting for a message, a peer, a bubble
+    idle_s: list[float]  # neither busy nor overhead: waiting for a message, a peer, a bubble
     peak_memory_bytes: list[int]  # weights, gradients, optimizer state, stashed weights, kept activations
     timeline: Timeline
     window: tuple[float, float]  # the steady iteration measured, on worker 0's clock
+    overhead_s: list[float]  # the trainer's per-step work (its own, and the check of the weights held)
 
     @property
     def idle_fraction(self) -> list[float]:
@@ -42,8 +46,9 @@ def iterations_for(setup: Setup) -> int:
     return WARM_UP[setup.algorithm](setup) + 4
 
 
-def with_trainer(programs: Programs, workers: int, overhead_s: float, reduce_s: float) -> dict:
-    """The plan's lanes plus, per worker and step, the trainer's overhead and loss all-reduce."""
+def with_trainer(programs: Programs, workers: int, overhead_s: list[float], reduce_s: float) -> dict:
+    """The plan's lanes plus, per worker and step, the trainer's overhead (`overhead_s[w]`) and
+    loss all-reduce."""
     lanes: dict = {}
     by_iteration: dict = defaultdict(lambda: defaultdict(list))
     for lane, tasks in programs.lanes.items():
@@ -57,7 +62,8 @@ def with_trainer(programs: Programs, workers: int, overhead_s: float, reduce_s: 
             if t >= 2 and tasks and workers > 1:  # step t+2 starts once the loss of step t is reduced
                 tasks[0] = dataclasses.replace(tasks[0], needs=(*tasks[0].needs, (("loss", t - 2, w), 0.0)))
             compute += tasks
-            compute.append(Task(("overhead", t, w), (w, "compute"), overhead_s, "overhead", iteration=t, label="step"))
+            compute.append(Task(("overhead", t, w), (w, "compute"), overhead_s[w], "overhead", iteration=t,
+                                label="overhead"))
             comm += by_iteration[(w, "comm")][t]
             if workers > 1:
                 comm.append(Task(("loss", t, w), (w, "comm"), reduce_s, "allreduce",
@@ -72,20 +78,24 @@ def run_plan(setup: Setup) -> Simulated:
     """Simulate `setup.algorithm` on `setup` (its plan must be registered in PLANS)."""
     programs = PLANS[setup.algorithm](setup)
     workers = max(lane[0] for lane in programs.lanes) + 1
-    lanes = with_trainer(programs, workers, setup.costs.step_overhead_s(),
-                         setup.link.all_reduce_s(LOSS_BYTES, workers))
+    fixed = setup.costs.step_overhead_s()
+    overhead_s = [fixed + programs.check_s.get(w, 0.0) for w in range(workers)]
+    lanes = with_trainer(programs, workers, overhead_s, setup.link.all_reduce_s(LOSS_BYTES, workers))
     timeline = simulate(lanes)
     starts = _iteration_starts(timeline, lanes[(0, "compute")])
     periods = [b - a for a, b in zip(starts, starts[1:])][-3:]
     step = statistics.median(periods)
     last = len(starts) - 2
     window = (starts[last - 1], starts[last - 1] + step) if last >= 1 else (starts[0], starts[0] + step)
-    busy, comm = [], []
+    busy, overhead, comm = [], [], []
     for w in range(workers):
-        busy.append(_overlap(timeline, lanes[(w, "compute")], window))
+        compute = lanes[(w, "compute")]
+        busy.append(_overlap(timeline, [t for t in compute if t.kind != "overhead"], window))
+        overhead.append(_overlap(timeline, [t for t in compute if t.kind == "overhead"], window))
         comm.append(_overlap(timeline, lanes.get((w, "comm"), []), window))
-    idle = [max(step - b, 0.0) for b in busy]
-    return Simulated(step, busy, comm, idle, _peaks(timeline, lanes, programs.held_bytes, workers), timeline, window)
+    idle = [max(step - b - o, 0.0) for b, o in zip(busy, overhead)]
+    return Simulated(step, busy, comm, idle, _peaks(timeline, lanes, programs.held_bytes, workers), timeline, window,
+                     overhead)
 
 
 def _iteration_starts(timeline: Timeline, tasks: list[Task]) -> list[float]:
