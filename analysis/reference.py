@@ -56,8 +56,9 @@ def reference_overrides(task_overrides: list[str], dropped: tuple[str, ...] = NO
 def run_backprop(sweep_dir: Path, overrides: list[str], subdir: str) -> int:
     """`backprop` on one worker with `overrides`, as a multirun into references/<subdir>; its exit
     status. The child is stopped with this process (SIGTERM, Ctrl-C)."""
-    command = [sys.executable, str(REPO / "run.py"), "-m", *overrides, "algorithm=backprop", "gpus=1", "resume=true",
-               f"hydra.sweep.dir={sweep_dir / REFERENCES}", f"hydra.sweep.subdir={subdir}",
+    # simulate=false also over a preset's own grid (experiment=scaling sweeps simulate: true,false).
+    command = [sys.executable, str(REPO / "run.py"), "-m", *overrides, "algorithm=backprop", "gpus=1", "simulate=false",
+               "resume=true", f"hydra.sweep.dir={sweep_dir / REFERENCES}", f"hydra.sweep.subdir={subdir}",
                "~hydra.callbacks.sweep_summary"]
     child = subprocess.Popen(command)
     try:
