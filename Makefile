@@ -1,6 +1,6 @@
 PY ?= .venv/bin/python
 
-.PHONY: env test test-fast bench simulator-accuracy convergence reproduce sweep docs
+.PHONY: env test test-fast doc-commands bench simulator-accuracy convergence reproduce sweep docs
 
 env:  ## create the environment from the lock file
 	test -x $(PY) || python3 -m venv .venv
@@ -11,6 +11,9 @@ test: env  ## every test (what CI runs)
 
 test-fast: env  ## the development loop: everything not marked slow
 	$(PY) -m pytest -m "not slow"
+
+doc-commands: env  ## every command of the README's and docs' command blocks, at tiny scale (after editing a doc)
+	$(PY) -m pytest tests/test_readme_commands.py -n 0 -rs
 
 bench: env  ## speed benchmarks: each prints ratios measured side by side in one run
 	$(PY) -m benchmarks.trainer_overhead
