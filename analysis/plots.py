@@ -233,6 +233,7 @@ def time_to_target(runs: pd.DataFrame, target_text: str) -> Figure:
                   "no target: the sweep has no backprop\nreference on 1 worker; set report.target")
         ax.set_ylabel(unit)
         ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # 175.9 steps, not 0.06 + 1.759e2
+        ax.set_ylim(bottom=0)  # from zero: 175.94 and 175.97 steps are the same, not a fall across the axis
     ok = measured_ok(runs)  # a simulated run trained nothing: it did not miss the target
     missed = ok[ok["time_to_target_s"].isna()] if "time_to_target_s" in ok else ok.iloc[0:0]
     subtitle = f"target: {target_text}" if target_text else "no target"

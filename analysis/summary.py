@@ -154,8 +154,9 @@ def summarise(runs: pd.DataFrame, metric: Metric) -> Summary:
     statements = []
     if one_seed:
         floor = f" under {min(floors):.2g} {unit}" if floors else ""
+        share = ONE_SEED_FLOOR[metric.column]
         statements.append(f"One seed: quality differences{floor} are not resolvable; run `seed=0,1,2` to resolve them "
-                          f"(the one-seed floor: {ONE_SEED_FLOOR[metric.column]:g}"
-                          + (" of the reference's value" if metric.column in RELATIVE_FLOOR else "") + ").")
+                          f"(the one-seed floor: " + (f"{share:.0%} of the reference's value" if metric.column in
+                                                      RELATIVE_FLOOR else f"{share:g}") + ", docs/results.md).")
     statements += sentences
     return Summary(table, statements)
