@@ -140,3 +140,16 @@ def test_a_measured_oversubscribed_run_gets_a_simulated_twin(tmp_path):
     assert summary["simulation"]["step_s"] > 0
     assert "simulated:" in result.stdout
     json.dumps(summary)  # still plain JSON
+
+
+@pytest.mark.slow  # four simulated points, ~30 s
+def test_a_sweep_over_seeds_and_learning_rates_is_simulated_from_one_profile(tmp_path):
+    # The seed and the learning rate change values, not costs: one profile, one reference step.
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "algorithm=ddg", "gpus=2", "seed=0,1", "optimizer.lr=0.001,0.003", "simulate=true", *TINY,
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    simulations = [read_summary(run_dir)["simulation"] for run_dir in sorted(sweep.glob("*_ddg_g2"))]
+    assert len(simulations) == 4
+    assert len({(s["profile"]["id"], s["profile"]["kept_in"], s["reference_step_s"], s["step_s"])
+                for s in simulations}) == 1

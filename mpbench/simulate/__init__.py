@@ -114,11 +114,15 @@ def workload(spec, device: torch.device, threads: int) -> dict:
 
 
 def spec_workload(spec) -> dict:
-    """The part of `workload` the run's settings alone decide (checked before a run starts)."""
+    """The part of `workload` the run's settings alone decide (checked before a run starts). Not
+    what changes values but not costs: the seed and the learning rate and its schedule, so that
+    a sweep over seeds or rates is simulated from one profile."""
+    o = spec.optimizer
+    optimizer = {"name": o.name, "weight_decay": o.weight_decay > 0, "momentum": o.momentum > 0,
+                 "nesterov": o.nesterov, "clipped": o.clip_norm is not None}
     return {"model": [spec.model, repr(spec.model_settings)], "dataset": [spec.dataset, repr(spec.dataset_settings)],
-            "batch_size": rows_profiled(spec), "seed": spec.seed, "dtype": spec.dtype, "autocast": spec.autocast,
-            "compile": spec.compile, "optimizer": repr(spec.optimizer), "torch": torch.__version__,
-            "format": PROFILE_FORMAT}
+            "batch_size": rows_profiled(spec), "dtype": spec.dtype, "autocast": spec.autocast,
+            "compile": spec.compile, "optimizer": optimizer, "torch": torch.__version__, "format": PROFILE_FORMAT}
 
 
 def named_profile(spec) -> Path | None:
