@@ -77,8 +77,9 @@ def _quality(group: pd.DataFrame, metric: Metric, finals: dict) -> tuple[float, 
     return float(lost.mean()), _interval(lost), len(lost), floor
 
 
-def _verdicts(label: str, gpus: int, speed, quality, unit: str) -> tuple[str, list[str]]:
-    """A short verdict for the table, and sentences for the statements."""
+def _verdicts(label: str, gpus: int, speed, quality, unit: str, same: float) -> tuple[str, list[str]]:
+    """A short verdict for the table, and sentences for the statements; quality differences
+    under `same` (half the last decimal shown) are no difference."""
     name = f"{label} x{gpus}"
     words, sentences = [], []
     if speed is not None:
@@ -96,7 +97,10 @@ def _verdicts(label: str, gpus: int, speed, quality, unit: str) -> tuple[str, li
     if quality is not None:
         mean, interval, seeds, floor = quality
         worse = "worse" if mean > 0 else "better"
-        if interval is not None:
+        if interval is not None and abs(mean) < same and interval < same:
+            words.append("same quality")  # e.g. local learning with one group: backprop's computation
+            sentences.append(f"{name}: the same final {unit} as backprop over {seeds} seeds")
+        elif interval is not None:
             resolved = abs(mean) > interval
             words.append(f"{worse} quality" if resolved else "quality within noise")
             sentences.append(f"{name}: {abs(mean):.3g} {unit} {worse} than backprop over {seeds} seeds "
@@ -128,7 +132,7 @@ def summarise(runs: pd.DataFrame, metric: Metric) -> Summary:
         if not measured.empty and (measured["run"] == measured["reference_run"]).all():
             verdict, said = "the reference", []  # backprop x 1 against itself
         else:
-            verdict, said = _verdicts(label, int(gpus), speed, quality, unit)
+            verdict, said = _verdicts(label, int(gpus), speed, quality, unit, 0.5 * 10 ** -DECIMALS[metric.column])
         sentences += said
         if quality is not None and quality[1] is None and verdict != "the reference":
             one_seed = True

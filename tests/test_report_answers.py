@@ -163,16 +163,18 @@ def test_the_summary_says_what_one_seed_cannot_resolve_and_what_it_can(tmp_path)
 
 def test_the_summary_resolves_differences_over_seeds(tmp_path):
     sweep = sweep_dir(tmp_path / "sweep")
-    for seed, (reference, worse, same) in enumerate([(3.40, 3.50, 3.41), (3.42, 3.53, 3.41), (3.44, 3.53, 3.45)]):
-        write(sweep / f"{3 * seed}_backprop_g1", "backprop", 1, 0.1, seed=seed, bpc=reference)
-        write(sweep / f"{3 * seed + 1}_ddg_g2", "ddg", 2, 0.06, seed=seed, bpc=worse)
-        write(sweep / f"{3 * seed + 2}_dni_g2", "dni", 2, 0.07, seed=seed, bpc=same)
+    for seed, (reference, worse, near) in enumerate([(3.40, 3.50, 3.41), (3.42, 3.53, 3.41), (3.44, 3.53, 3.45)]):
+        write(sweep / f"{4 * seed}_backprop_g1", "backprop", 1, 0.1, seed=seed, bpc=reference)
+        write(sweep / f"{4 * seed + 1}_ddg_g2", "ddg", 2, 0.06, seed=seed, bpc=worse)
+        write(sweep / f"{4 * seed + 2}_dni_g2", "dni", 2, 0.07, seed=seed, bpc=near)
+        write(sweep / f"{4 * seed + 3}_local_critic_g1", "local_critic", 1, 0.1, seed=seed, bpc=reference)
     report = build_report(sweep)
     table = report.summary.table.set_index(["workers", "method"])
     assert table.loc[(2, "ddg"), "seeds"] == 3
     assert table.loc[(2, "ddg"), "quality lost (bits/char)"].startswith("+0.100 ±")
     assert "worse quality" in table.loc[(2, "ddg"), "verdict"]
     assert "quality within noise" in table.loc[(2, "dni"), "verdict"]
+    assert "same quality" in table.loc[(1, "local_critic"), "verdict"]
     statements = " ".join(report.summary.statements)
     assert "ddg x2: 0.1 bits/char worse than backprop over 3 seeds" in statements and "One seed" not in statements
 
