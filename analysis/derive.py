@@ -86,31 +86,31 @@ def _same_sweep(run: pd.Series, other: pd.Series) -> bool:
 
 
 @dataclass(frozen=True)
-class ReferenceTime:
-    """A reference's time per iteration within its sweep (`reference_timing`)."""
+class Bracket:
+    """The reference's time per iteration beside a point: the mean of its timings just before
+    and just after the point (analysis/reference.py), and its relative spread."""
 
     seconds: float
-    spread: float  # relative: the larger of its step-time spread and the range of its timings
-    timings: int  # how many times it was timed
-    in_its_sweep: bool  # every timing was taken by the sweep the reference belongs to
+    spread: float  # the larger of the timings' step-time spreads and their difference over their mean
+    timings: int
 
 
-def reference_timing(reference: pd.Series, runs: pd.DataFrame) -> ReferenceTime:
-    """A reference's time: the mean of its own median and those of its timing runs (the same
-    computation timed again at its sweep's end, analysis/reference.py); the spread covers the
-    machine's drift between them. A copy reused from another sweep (records of earlier
-    versions) counts only through its timing runs, when it has some."""
+def brackets(runs: pd.DataFrame) -> dict[str, Bracket]:
+    """Per point of a sweep: the reference timed right before it (`timing_<n>_before_<point>`)
+    and the next timing of the same cost (`timing_key`: the seed and learning rate change none)
+    after it, in the same sweep."""
     timing = runs[(runs["reference_role"] == "timing") & (runs["status"] == "ok")
-                  & (runs["timed_computation"] == reference["timed_computation"])]
-    times = [t["time_per_iter_median_s"] for _, t in timing.iterrows()
-             if _same_sweep(reference, t) and pd.notna(t["time_per_iter_median_s"])]
-    reused = reference["reference_role"] == "reused"
-    if not reused or not times:
-        times.insert(0, reference["time_per_iter_median_s"])
-    mean = sum(times) / len(times)
-    drift = (max(times) - min(times)) / mean if len(times) > 1 else 0.0
-    in_sweep = isinstance(reference.get("sweep"), str) and not (reused and len(times) == 1)
-    return ReferenceTime(mean, max(_relative_iqr(reference), drift), len(times), in_sweep)
+                  & runs["time_per_iter_median_s"].notna()]
+    out = {}
+    for _, before in timing[timing["timed_point"].notna()].iterrows():
+        later = timing[(timing["sweep"] == before["sweep"]) & (timing["timing_key"] == before["timing_key"])
+                       & (timing["timing_order"] > before["timing_order"])].sort_values("timing_order")
+        around = [before] + ([later.iloc[0]] if not later.empty else [])
+        times = [t["time_per_iter_median_s"] for t in around]
+        mean = sum(times) / len(times)
+        spread = max([_relative_iqr(t) for t in around] + [(max(times) - min(times)) / mean])
+        out[(before["sweep"], before["timed_point"])] = Bracket(mean, spread, len(times))
+    return out
 
 
 def _relative_iqr(run: pd.Series) -> float:
@@ -124,37 +124,44 @@ def with_reference(runs: pd.DataFrame) -> pd.DataFrame:
     - `reference_run`: the `backprop` x 1 run of the same computation (model, data, batch,
       dtype, threads, device, optimizer and schedule, steps, seed, evaluation set), preferably
       from the run's own sweep; none if no such run finished ok: a reference at another learning
-      rate or seed is never used;
-    - `reference_timing`: where the reference's time comes from: `this sweep` (timed within the
-      run's own sweep, and timed again at its end where the sweep did: analysis/reference.py),
-      or `another moment` (another sweep, or single runs), which the figures mark;
-    - `speedup` = reference time / the run's time per iteration, and `speedup_spread` (an error
-      bar, not a confidence interval: the runs' step-time spreads and the reference's drift over
-      the sweep, relative, added in quadrature);
+      rate or seed is never used. Its final metric is the run's target and quality baseline;
+    - `speedup`: the reference's time per iteration over the run's. Side by side where the sweep
+      timed the reference beside the run (`brackets`): the mean of the timings just before and
+      after it; else the reference run's own time;
+    - `reference_timing`: `side by side` (timed just before and after the run), `this sweep, not
+      side by side` (the reference's own run, minutes away), or `another moment` (another
+      sweep, or single runs), which the figures mark;
+    - `speedup_spread`: an error bar, not a confidence interval: the step-time spreads of the run
+      and of the reference timings, and the difference between the timings around it, relative,
+      added in quadrature;
     - `speedup_implausible`: more than linear beyond the spread (speed-up - spread / 2 > workers),
       which on one machine means the reference and the run saw different machines."""
     out = runs.copy()
     candidates = references(runs)
-    timings = {name: reference_timing(r, runs) for name, r in candidates.iterrows()}
+    beside = brackets(runs)
     reference_run, provenance, speedup, spread = [], [], [], []
     for _, run in runs.iterrows():
         reference = None if simulated_row(run) else _reference_of(run, candidates)
-        if reference is None:
-            reference_run.append(None)
+        bracket = beside.get((run.get("sweep"), run["run"])) if not simulated_row(run) else None
+        reference_run.append(None if reference is None else reference["run"])
+        if reference is not None and reference["run"] == run["run"]:
+            ratio, relative, where = 1.0, _relative_iqr(run), "the reference itself"  # by definition
+        elif bracket is not None:
+            ratio, relative = bracket.seconds / run["time_per_iter_median_s"], bracket.spread
+            where = "side by side" + ("" if bracket.timings == 2 else " (timed before it only)")
+        elif reference is not None:
+            ratio, relative = reference["time_per_iter_median_s"] / run["time_per_iter_median_s"], _relative_iqr(reference)
+            where = "this sweep, not side by side" if _same_sweep(run, reference) and \
+                reference["reference_role"] != "reused" else "another moment"
+        else:
             provenance.append(None)
             speedup.append(float("nan"))
             spread.append(float("nan"))
             continue
-        timed = timings[reference.name]
-        reference_run.append(reference["run"])
-        here = _same_sweep(run, reference) and timed.in_its_sweep
-        provenance.append(("this sweep" if here else "another moment")
-                          + (f", timed {timed.timings} times" if timed.timings > 1 else ""))
-        ratio = timed.seconds / run["time_per_iter_median_s"] if run["status"] == "ok" else float("nan")
-        if reference["run"] == run["run"]:
-            ratio = 1.0  # by definition; its timings' drift is its error bar
+        ratio = ratio if run["status"] == "ok" else float("nan")
+        provenance.append(where)
         speedup.append(ratio)
-        spread.append(ratio * (_relative_iqr(run) ** 2 + timed.spread ** 2) ** 0.5)
+        spread.append(ratio * (_relative_iqr(run) ** 2 + relative ** 2) ** 0.5)
     out["reference_run"] = reference_run
     out["reference_timing"] = provenance
     out["speedup"] = pd.to_numeric(pd.Series(speedup, index=out.index), errors="coerce")

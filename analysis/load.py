@@ -26,6 +26,7 @@ returns what it read or why it cannot be used, and never raises for a file's con
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,13 @@ COLUMNS = ["run", "status", "reason", "algorithm", "settings", "model", "dataset
            "peak_memory_bytes_max", "bytes_sent_total", "wall_time_s", "workload", "git_commit", "reference_role",
            "simulated", "sim_step_s", "sim_speedup", "sim_samples_per_s", "sim_tokens_per_s", "sim_idle_fraction",
            "sim_peak_memory_bytes", "sim_unavailable", "memory_measure", "structure", "sweep", "computation",
-           "timed_computation", "path"]
+           "timing_key", "timing_order", "timed_point", "path"]
 # Where a sweep keeps the reference runs it added, and its references' timing runs (analysis/reference.py).
 REFERENCES = "references"
-TIMING_PREFIX = "timing_"  # references/timing_<n>_backprop_g1: a reference timed again at the sweep's end
+# references/timing_<n>_before_<point>, references/timing_<n>_end: the reference timed before the
+# sweep's point <n>, and after its last point.
+TIMING_PREFIX = "timing_"
+TIMING_NAME = re.compile(rf"{TIMING_PREFIX}(\d+)_(?:before_(.+)|end)$")
 # A directory Hydra made for a multirun holds this file: its runs were timed within one sweep.
 SWEEP_MARK = "multirun.yaml"
 
@@ -56,8 +60,6 @@ WORKLOAD_KEYS = ("model", "dataset", "batch_size", "dtype", "threads_per_worker"
 # seed, the evaluation set, the number format of the blocks), so that a backprop run at another
 # learning rate is never a run's reference.
 COMPUTATION_KEYS = (*WORKLOAD_KEYS, "optimizer", "steps", "seed", "eval_batches", "autocast", "compile")
-# Keys a timing run (a reference timed again, for fewer steps) may differ in from its reference.
-LENGTH_KEYS = ("steps", "eval_batches")
 
 # Statuses the reader gives a run whose records are missing or cannot be used; the others are the
 # run's own (summary.json).
@@ -290,13 +292,19 @@ def read_curves(run_dir: Path) -> tuple[pd.DataFrame | None, str | None]:
 
 def _reference_role(run_dir: Path) -> str | None:
     """For a run a sweep supplied itself under references/: `added` (a reference it ran),
-    `timing` (a reference timed again at its end) or `reused` (copied from another sweep by
+    `timing` (its reference timed beside a point) or `reused` (copied from another sweep by
     earlier versions, with a reference.json); None for the sweep's own runs."""
     if run_dir.parent.name != REFERENCES:
         return None
-    if run_dir.name.startswith(TIMING_PREFIX):
+    if TIMING_NAME.match(run_dir.name):
         return "timing"
     return "reused" if (run_dir / "reference.json").exists() else "added"
+
+
+def _timing_place(run_dir: Path) -> tuple[int | None, str | None]:
+    """(its place in the sweep's order, the point it was timed before) of a timing run."""
+    match = TIMING_NAME.match(run_dir.name) if run_dir.parent.name == REFERENCES else None
+    return (int(match.group(1)), match.group(2)) if match else (None, None)
 
 
 def _sweep_of(run_dir: Path) -> str | None:
@@ -308,6 +316,18 @@ def _sweep_of(run_dir: Path) -> str | None:
 
 def _identity(config: dict, keys: tuple[str, ...]) -> str:
     return json.dumps({k: config.get(k) for k in keys}, sort_keys=True, default=str)
+
+
+def _timing_identity(config: dict) -> str:
+    """What a step's time depends on: the workload, the number format of the blocks, and what
+    the optimizer does per step; not the seed, the learning rate or its schedule, which change
+    values, not costs (runs of a sweep over seeds time alike)."""
+    optimizer = config.get("optimizer") if isinstance(config.get("optimizer"), dict) else {}
+    work = {"name": optimizer.get("name"), "weight_decay": bool(optimizer.get("weight_decay")),
+            "momentum": bool(optimizer.get("momentum")), "nesterov": bool(optimizer.get("nesterov")),
+            "clipped": optimizer.get("clip_norm") is not None}
+    return json.dumps({**{k: config.get(k) for k in (*WORKLOAD_KEYS, "autocast", "compile")}, "optimizer": work},
+                      sort_keys=True, default=str)
 
 
 # Facts (algorithm_facts_per_worker, rank 0) that say how a run was split, in the order shown.
@@ -344,6 +364,7 @@ def read_run(run_dir: Path) -> dict:
     config, config_trouble = read_config(run_dir)
     row = dict.fromkeys(COLUMNS)
     row.update(run=run_dir.name, path=str(run_dir), reference_role=_reference_role(run_dir), sweep=_sweep_of(run_dir))
+    row["timing_order"], row["timed_point"] = _timing_place(run_dir)
     if summary is not None:
         row.update({key: summary.get(key) for key in COLUMNS if key in SUMMARY_FIELDS})
         row.update(summary.get("final") or {})
@@ -364,7 +385,7 @@ def read_run(run_dir: Path) -> dict:
         row["settings"] = ", ".join(f"{k}={v}" for k, v in algorithm.items()) or None
         row["workload"] = _identity(config, WORKLOAD_KEYS)
         row["computation"] = _identity(config, COMPUTATION_KEYS)
-        row["timed_computation"] = _identity(config, tuple(k for k in COMPUTATION_KEYS if k not in LENGTH_KEYS))
+        row["timing_key"] = _timing_identity(config)
     # A simulate=true run says so in its summary; one it refused (skipped) or that left none, in its config.
     row["simulated"] = bool((summary or {}).get("simulated") or (config or {}).get("simulate"))
     if summary is None and summary_trouble is None:

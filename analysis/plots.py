@@ -114,12 +114,12 @@ DOUBTFUL = {IMPLAUSIBLE: Line2D([], [], marker="o", linestyle="none", markersize
                                 markeredgecolor="red", markeredgewidth=1.5,
                                 label="red ring: faster than linear beyond its\nerror bar (implausible)"),
             ELSEWHERE: Line2D([], [], marker="s", linestyle="none", markersize=9, markerfacecolor="none",
-                              markeredgecolor="0.2", label="square: reference timed at\nanother moment")}
+                              markeredgecolor="0.2", label="square: reference not timed\nbeside the run")}
 
 
 def _mark_doubtful(ax, group: pd.DataFrame, column: str, c) -> set[str]:
-    """Red rings on implausible speed-ups, squares where the reference was timed at another
-    moment (analysis/derive.py: with_reference); the kinds drawn."""
+    """Red rings on implausible speed-ups, squares where the reference was not timed beside the
+    run (analysis/derive.py: with_reference); the kinds drawn."""
     if column != "speedup":
         return set()
     drawn = set()
@@ -131,12 +131,17 @@ def _mark_doubtful(ax, group: pd.DataFrame, column: str, c) -> set[str]:
             ax.annotate(f"{run[column]:.2f}x > {run['gpus']:g} workers", (run["gpus"], run[column]), fontsize=7,
                         color="red", textcoords="offset points", xytext=(6, 6))
         drawn.add(IMPLAUSIBLE)
-    elsewhere = group[group["reference_timing"].fillna("").str.startswith("another")] if "reference_timing" in group \
+    elsewhere = group[[not_beside(t) for t in group["reference_timing"]]] if "reference_timing" in group \
         else group.iloc[0:0]
     if not elsewhere.empty:
         ax.plot(elsewhere["gpus"], elsewhere[column], **{**_style(DOUBTFUL[ELSEWHERE]), "markeredgecolor": c})
         drawn.add(ELSEWHERE)
     return drawn
+
+
+def not_beside(reference_timing) -> bool:
+    """Whether a speed-up's reference was timed away from its run (analysis/derive.py)."""
+    return isinstance(reference_timing, str) and not reference_timing.startswith(("side by side", "the reference"))
 
 
 def _style(handle: Line2D) -> dict:

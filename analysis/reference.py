@@ -1,19 +1,24 @@
 """A reference for every speed-up, timed beside the runs it serves.
 
-A speed-up is measured against `backprop` on one worker of the same computation (analysis.derive:
+A run's quality is compared with `backprop` on one worker of the same computation (analysis.derive:
 the same model, data, batch, dtype, threads, device, optimizer and schedule, steps, seed and
-evaluation set). When a multirun ends, the sweep-end callback makes sure its directory holds
-that reference for every computation it ran, timed within the sweep:
+evaluation set), and its speed with that reference timed right before and right after it:
 
-1. **added**: a computation whose reference the grid did not hold is run once more as
-   `algorithm=backprop gpus=1`, with the sweep's own overrides (without its algorithm and worker
-   keys), into `references/added_<n>_backprop_g1` (a multirun with resume=true: a sweep run
-   again reuses them). A reference is never taken from another sweep: its time was measured
-   under another load, and a run at another learning rate or seed is another computation.
-2. **timed again**: every reference is then timed once more, for `report.retime_steps` steps,
-   into `references/timing_<n>_backprop_g1`, at the sweep's end. Its time per iteration is the
-   mean of its timings, and their range (the machine's drift over the sweep) widens every
-   speed-up's error bar over it (analysis/derive.py).
+1. **timed beside every point**: before each measured point of a multirun (a Hydra callback's
+   `on_job_start`), the point's own overrides run as `algorithm=backprop gpus=1` for
+   `report.retime_steps` steps into `references/timing_<n>_before_<point>`; after the last point,
+   that timing runs once more into `references/timing_<n>_end`. A point's speed-up is the mean
+   of the reference timings just before and just after it over its own time per iteration, so
+   the machine's drift over a sweep (15-20% within minutes on a shared machine) stays out of
+   it, and the two timings' difference widens its error bar (analysis/derive.py). Timings do not
+   depend on the seed or learning rate, so consecutive points of a sweep over them bracket each
+   other.
+2. **added**: when the sweep ends, a computation whose reference the grid did not hold is run
+   once more as `algorithm=backprop gpus=1`, with the sweep's own overrides (without its
+   algorithm and worker keys), into `references/added_<n>_backprop_g1` (a multirun with
+   resume=true: a sweep run again reuses them): its final metric is the target and the
+   quality every method is compared with. A reference is never taken from another sweep: a run
+   at another learning rate or seed is another computation.
 
 Reference runs are ordinary run records; the report marks them (`reference_role`). Simulated runs
 (simulate=true) need none: each carries its speed-up over backprop on one worker simulated from
@@ -29,8 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.derive import measured_ok, references, simulated
-from analysis.load import REFERENCES, TIMING_PREFIX, load_runs
+from analysis.derive import references, simulated
+from analysis.load import REFERENCES, TIMING_PREFIX, load_runs, read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 # Overrides of the sweep that do not carry over to its reference run (which is measured: not simulate).
@@ -69,34 +74,70 @@ def run_backprop(sweep_dir: Path, overrides: list[str], subdir: str) -> int:
         raise
 
 
-def ensure_references(sweep_dir: Path, task_overrides: list[str], retime_steps: int) -> list[str]:
-    """Give every computation of the sweep its reference (added if missing), then time every
-    reference again (`retime_steps` > 0); lines for the console."""
-    lines = []
+def ensure_references(sweep_dir: Path, task_overrides: list[str]) -> list[str]:
+    """Give every computation of the sweep its reference (added if missing); lines for the console."""
     missing = missing_computations(load_runs(sweep_dir))
-    if missing:
-        print(f"reference: the sweep has no backprop run on 1 worker for {len(missing)} of its computations; "
-              f"running it under {sweep_dir / REFERENCES}", flush=True)
-        status = run_backprop(sweep_dir, reference_overrides(task_overrides), "added_${hydra.job.num}_backprop_g1")
-        lines.append(f"reference: added under {sweep_dir / REFERENCES}" + ("" if status == 0 else
-                                                                          f" (exit status {status})"))
+    if not missing:
+        return []
+    print(f"reference: the sweep has no backprop run on 1 worker for {len(missing)} of its computations; "
+          f"running it under {sweep_dir / REFERENCES}", flush=True)
+    status = run_backprop(sweep_dir, reference_overrides(task_overrides), "added_${hydra.job.num}_backprop_g1")
+    return [f"reference: added under {sweep_dir / REFERENCES}" + ("" if status == 0 else f" (exit status {status})")]
+
+
+def timing_command(overrides: list[str], steps: int, into: Path) -> list[str]:
+    """run.py timing backprop on one worker for `steps` steps with `overrides`, as one run into `into`."""
+    return [sys.executable, str(REPO / "run.py"), *reference_overrides(overrides, NOT_CARRIED_TO_TIMING),
+            "algorithm=backprop", "gpus=1", "simulate=false", f"steps={steps}", f"eval_every={steps}", "eval_batches=1",
+            "resume=true", f"hydra.run.dir={into}", "~hydra.callbacks.sweep_summary", "~hydra.callbacks.sweep_guard"]
+
+
+def _run_quietly(command: list[str]) -> int:
+    """A timing run: its console output is one line of ours; stopped with this process."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = child.communicate()
+    except BaseException:
+        child.terminate()
+        child.wait()
+        raise
+    if child.returncode != 0:
+        print(f"reference: timing run failed (exit status {child.returncode}): {output.strip().splitlines()[-1:]}",
+              flush=True)
+    return child.returncode
+
+
+def time_before_point(sweep_dir: Path, point: Path, number: int, overrides: list[str], steps: int) -> None:
+    """Time the point's reference (backprop x 1, `steps` steps) right before the point runs,
+    into references/timing_<number>_before_<point>; nothing if that timing, or the point, is
+    already recorded ok (a resumed sweep)."""
+    into = sweep_dir / REFERENCES / f"{TIMING_PREFIX}{number:03d}_before_{point.name}"
+    if _finished_ok(into) or _finished_ok(point):
+        return
+    print(f"reference: timing backprop on 1 worker for {steps} steps before {point.name}", flush=True)
+    _run_quietly(timing_command(overrides, steps, into))
+
+
+def time_after_last_point(sweep_dir: Path) -> list[str]:
+    """Time each timed reference once more after the sweep's last point (its latest timing's
+    config again, into references/timing_<n>_end), unless a sweep resumed has one already."""
     runs = load_runs(sweep_dir)
-    if retime_steps > 0 and untimed_references(runs):
-        print(f"reference: timing backprop on 1 worker again for {retime_steps} steps, at the sweep's end", flush=True)
-        status = run_backprop(sweep_dir, [*reference_overrides(task_overrides, NOT_CARRIED_TO_TIMING),
-                                          f"steps={retime_steps}", f"eval_every={retime_steps}", "eval_batches=1"],
-                              TIMING_PREFIX + "${hydra.job.num}_backprop_g1")
-        lines.append(f"reference: timed again under {sweep_dir / REFERENCES}" + ("" if status == 0 else
-                                                                                f" (exit status {status})"))
+    timing = runs[(runs["reference_role"] == "timing") & runs["timing_key"].notna()]
+    lines, order = [], int(timing["timing_order"].max()) + 1 if not timing.empty else 0
+    for _, latest in timing.sort_values("timing_order").groupby("timing_key").tail(1).iterrows():
+        if latest["timed_point"] is None or pd.isna(latest["timed_point"]):
+            continue  # its end timing is already the latest
+        into = sweep_dir / REFERENCES / f"{TIMING_PREFIX}{order:03d}_end"
+        order += 1
+        command = [sys.executable, str(REPO / "run.py"), "--config-path", str(Path(latest["path"]).resolve()),
+                   "--config-name", "config", "resume=true", f"hydra.run.dir={into}", "hydra.output_subdir=null",
+                   "hydra/job_logging=stdout"]
+        status = _run_quietly(command)
+        lines.append(f"reference: timed again after the last point into {into}"
+                     + ("" if status == 0 else f" (exit status {status})"))
     return lines
 
 
-def untimed_references(runs: pd.DataFrame) -> set[str]:
-    """The references (their timed computation) that serve another run of the sweep and have not
-    been timed again yet (a sweep resumed after its timing runs has them)."""
-    candidates = references(runs)
-    ok = measured_ok(runs)
-    served = ok[~ok.index.isin(candidates.index) & (ok["reference_role"] != "timing")]
-    timed = set(ok.loc[ok["reference_role"] == "timing", "timed_computation"])
-    needed = set(candidates.loc[candidates["computation"].isin(served["computation"]), "timed_computation"])
-    return needed - timed
+def _finished_ok(run_dir: Path) -> bool:
+    summary, _ = read_summary(run_dir)
+    return summary is not None and summary.get("status") == "ok"

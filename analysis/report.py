@@ -205,11 +205,12 @@ def _warnings(runs: pd.DataFrame) -> list[str]:
                      f"(run after the sweep)" + (f", {len(reused)} reused from the results tree by an earlier version "
                                                  f"(see references/*/reference.json)" if len(reused) else "")
                      + "; marked in the table's `reference_role`")
-    elsewhere = finished[finished["reference_timing"].fillna("").str.startswith("another moment")]
-    if not elsewhere.empty:
-        notes.append(f"{len(elsewhere)} runs have a speed-up over a reference timed at another moment (another sweep, "
-                     f"or single runs), under another load: drawn with square markers; compare them with care, or "
-                     f"run the methods and `{algorithm}` x {workers} in one sweep")
+    away = finished[[plots.not_beside(t) for t in finished["reference_timing"]]]
+    if not away.empty:
+        where = ", ".join(f"{n} {w}" for w, n in sorted(away["reference_timing"].value_counts().items()))
+        notes.append(f"{len(away)} runs have a speed-up over a reference not timed beside them ({where}): drawn as "
+                     f"squares; the machine's speed drifts over minutes, so compare them with care (a sweep with "
+                     f"report.retime_steps > 0 times the reference before and after each point)")
     unusable = runs[runs["status"].isin([INCOMPLETE, UNREADABLE, DAMAGED])]
     if not unusable.empty:
         counts = unusable["status"].value_counts().to_dict()
@@ -259,7 +260,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 SECTIONS = (("speedup", "Speed-up", ("Time per iteration of the backprop reference on 1 worker divided by the run's; "
                                      "dotted: ideal linear scaling; red rings: more than linear beyond the error bar "
-                                     "(implausible); squares: a reference timed at another moment; dashed with x "
+                                     "(implausible); squares: a reference not timed beside the run; dashed with x "
                                      "markers: simulated (a simulated step over backprop on 1 worker simulated from "
                                      "the same profile).")),
             ("throughput", "Throughput", ("Training samples (or tokens) per second from the median time per iteration; "
@@ -295,22 +296,26 @@ def _gantt_links(runs: pd.DataFrame, out_dir: Path) -> list[str]:
 
 
 def _reference_lines(a: Analysis) -> list[str]:
-    """Which reference each computation used, where its time comes from, and its timing runs."""
+    """Which reference each computation used, and the reference's timings beside the points."""
     runs = a.runs
     lines = []
-    used = runs.dropna(subset=["reference_run"]).groupby("reference_run")
-    for reference, group in used:
-        provenance = sorted(set(group["reference_timing"].dropna()))
+    for reference, group in runs.dropna(subset=["reference_run"]).groupby("reference_run"):
         row = runs[runs["run"] == reference]
-        ms = _fmt(row.iloc[0]["time_per_iter_median_s"] * 1e3) if not row.empty else ""
         role = row.iloc[0]["reference_role"] if not row.empty else None
         how = {"added": "added at the sweep's end", "reused": "reused from another sweep"}.get(role, "in the grid")
-        lines.append(f"- `{reference}` ({how}, {ms} ms/iter) for {len(group)} runs; timed: {'; '.join(provenance)}")
+        ms = f", {_fmt(row.iloc[0]['time_per_iter_median_s'] * 1e3)} ms/iter" if not row.empty else ""
+        lines.append(f"- `{reference}` ({how}{ms}): the quality baseline and target of {len(group)} runs")
+    for where, n in sorted(runs["reference_timing"].dropna().value_counts().items()):
+        if where != "the reference itself":
+            lines.append(f"- speed-ups {where}: {n} run{'s' if n != 1 else ''}")
     timing = a.timing_runs if a.timing_runs is not None else pd.DataFrame()
-    for _, run in timing.iterrows():
-        ms = _fmt(run["time_per_iter_median_s"] * 1e3) if run["status"] == "ok" else ""
-        lines.append(f"- `{run['run']}`: timed again at the sweep's end: **{run['status']}**"
-                     + (f", {ms} ms/iter" if ms else f": {_fmt(run['reason'])}"))
+    if not timing.empty:
+        ok = timing[timing["status"] == "ok"]
+        ms = ok["time_per_iter_median_s"] * 1e3
+        lines.append(f"- the reference timed beside the points: {len(timing)} timing runs (`references/timing_*`), "
+                     f"{len(ok)} ok" + (f", {ms.min():.1f} to {ms.max():.1f} ms/iter" if not ok.empty else ""))
+        lines += [f"  - `{r['run']}`: **{r['status']}**: {_fmt(r['reason'])}" for _, r in timing.iterrows()
+                  if r["status"] != "ok"]
     return lines
 
 

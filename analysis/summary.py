@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.derive import Metric, measured_ok, simulated
+from analysis.derive import Metric, simulated
 
 # Two-sided 95% quantiles of Student's t, by the number of seeds (n - 1 degrees of freedom).
 T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mpbench.config import ReportSpec, settings_from
+from mpbench.errors import ConfigError
 
 
 def _missing(value: Any) -> bool:
@@ -54,16 +56,35 @@ def run_lines(runs) -> list[str]:
 
 
 class SweepSummary(Callback):
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Before each measured point of a multirun, time its backprop reference (analysis/reference.py)."""
+        if config.hydra.mode != RunMode.MULTIRUN or config.get("simulate") is not False:
+            return
+        if config.algorithm.get("name") == "backprop" and config.get("gpus") == 1:
+            return  # a reference itself
+        try:
+            spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
+        except ConfigError:
+            return  # the run itself will refuse it, in one line
+        if not (spec.add_reference and spec.retime_steps):
+            return
+        from analysis.reference import time_before_point  # pandas: only in sweeps that time references
+
+        time_before_point(Path(config.hydra.sweep.dir).resolve(), Path(config.hydra.runtime.output_dir),
+                          int(config.hydra.job.num), list(config.hydra.overrides.task), spec.retime_steps)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Imported when a sweep ends: Hydra builds this callback for every run, which need not load pandas.
         from analysis.load import load_runs
-        from analysis.reference import ensure_references
+        from analysis.reference import ensure_references, time_after_last_point
 
         sweep_dir = Path(config.hydra.sweep.dir).resolve()
         # Checked when the sweep started (run.py), so this cannot fail here.
         spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
         if spec.add_reference:
-            for line in ensure_references(sweep_dir, list(config.hydra.overrides.task), spec.retime_steps):
+            for line in time_after_last_point(sweep_dir):
+                print(line, flush=True)
+            for line in ensure_references(sweep_dir, list(config.hydra.overrides.task)):
                 print(line, flush=True)
         runs = load_runs(sweep_dir)
         print(f"\nsweep finished: {len(runs)} runs in {sweep_dir}")

@@ -178,8 +178,8 @@ class ReportSpec(Settings):
     """Relaxation of the reference's final metric: x 1.05 for bits per char or perplexity, x 0.95 for accuracy."""
     add_reference: bool = True
     """A sweep without the backprop run on 1 worker of one of its computations runs it at its end (analysis/reference.py)."""
-    retime_steps: int = 30
-    """Steps of the run that times each reference again at the sweep's end (its drift widens the speed-ups' spread); 0: none."""
+    retime_steps: int = 20
+    """Steps of the backprop x 1 timing run before each measured point of a sweep and after the last (a point's speed-up is over the two around it); 0: none, speed-ups over the reference's own run."""
 
     def validate(self) -> None:
         if self.target is not None:
@@ -187,7 +187,7 @@ class ReportSpec(Settings):
         if not 0 <= self.target_margin < 1:
             raise ValueError(f"target_margin must be a fraction in [0, 1), got {self.target_margin!r}")
         if self.retime_steps != 0 and self.retime_steps < 5:
-            raise ValueError(f"retime_steps must be 0 (no timing run) or at least 5 (a median of steady steps), "
+            raise ValueError(f"retime_steps must be 0 (no timing runs) or at least 5 (a median of steady steps), "
                              f"got {self.retime_steps}")
 
 

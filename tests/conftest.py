@@ -26,6 +26,9 @@ SHARED_DATASETS = datasets_dir()
 # Measured runs get no simulated twin in tests (experiments/config.yaml: simulator.alongside) unless a
 # test asks for one: profiling each oversubscribed test run would double the suite's time.
 os.environ.setdefault("MPBENCH_SIMULATE_ALONGSIDE", "never")
+# Nor a timing run of the reference beside each measured point (experiments/config.yaml: report.retime_steps)
+# unless a test asks for one: it would add a run to every point of every test sweep.
+os.environ.setdefault("MPBENCH_RETIME_STEPS", "0")
 
 
 @pytest.fixture(scope="session")

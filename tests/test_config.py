@@ -92,7 +92,8 @@ def test_algorithm_yaml_defaults_are_the_settings_defaults(path):
 
 
 def test_top_level_yaml_defaults_are_the_settings_defaults(monkeypatch):
-    monkeypatch.delenv("MPBENCH_SIMULATE_ALONGSIDE", raising=False)  # tests set it; a user's shell does not
+    for name in ("MPBENCH_SIMULATE_ALONGSIDE", "MPBENCH_RETIME_STEPS"):  # tests set them; a user's shell does not
+        monkeypatch.delenv(name, raising=False)
     raw = OmegaConf.load(CONFIG_DIR / "config.yaml")
     values = {k: v for k, v in OmegaConf.to_container(raw).items() if k in ("defaults", "hydra")}
     values |= OmegaConf.to_container(OmegaConf.masked_copy(raw, [k for k in raw if k not in ("defaults", "hydra")]),

@@ -33,8 +33,9 @@ def test_interference_is_flagged_by_spread_steal_or_other_processes():
 
 def _run(name, algorithm, gpus, seed, median, iqr=0.0):
     return {"run": name, "algorithm": algorithm, "label": algorithm, "gpus": gpus, "seed": seed, "status": "ok",
-            "workload": "w", "computation": f"w, seed {seed}", "timed_computation": f"w, seed {seed}",
-            "reference_role": None, "sweep": "sweep", "time_per_iter_median_s": median, "time_per_iter_iqr_s": iqr,
+            "workload": "w", "computation": f"w, seed {seed}", "timing_key": "w", "timing_order": None,
+            "timed_point": None, "reference_role": None, "sweep": "sweep", "time_per_iter_median_s": median,
+            "time_per_iter_iqr_s": iqr,
             "samples_per_s": 1 / median, "tokens_per_s": None, "eval_accuracy": 0.5 + seed / 10}
 
 

@@ -74,20 +74,39 @@ def test_a_reference_at_another_learning_rate_or_seed_is_never_used(tmp_path):
     assert runs.loc["2_data_parallel_g2", "speedup"] == pytest.approx(5.0)
 
 
-def test_a_reference_timed_again_is_their_mean_and_their_drift_widens_the_error_bar(tmp_path):
+def test_a_speedup_is_over_the_reference_timed_just_before_and_after_the_run(tmp_path):
     sweep = sweep_dir(tmp_path / "sweep")
-    write(sweep / "0_backprop_g1", "backprop", 1, 0.10)
+    write(sweep / "0_backprop_g1", "backprop", 1, 0.30)  # its own run, minutes away: not the speed-up's reference
     write(sweep / "1_ddg_g2", "ddg", 2, 0.06)
-    write(sweep / "references" / "timing_0_backprop_g1", "backprop", 1, 0.14, steps=30)
+    write(sweep / "2_ddg_g2", "ddg", 2, 0.05, seed=1)
+    timings = sweep / "references"
+    write(timings / "timing_001_before_1_ddg_g2", "backprop", 1, 0.10, steps=20)
+    write(timings / "timing_002_before_2_ddg_g2", "backprop", 1, 0.14, steps=20, seed=1)  # times alike: brackets 1
+    write(timings / "timing_003_end", "backprop", 1, 0.12, steps=20, seed=1)
     a = analyse(sweep)
     runs = a.runs.set_index("run")
-    assert "timing_0_backprop_g1" not in runs.index  # it times a reference; it is no method of the sweep
-    assert runs.loc["1_ddg_g2", "reference_run"] == "0_backprop_g1"
-    assert runs.loc["1_ddg_g2", "speedup"] == pytest.approx(0.12 / 0.06)
-    assert runs.loc["1_ddg_g2", "speedup_spread"] == pytest.approx(2.0 * 0.04 / 0.12)  # drift (0.14-0.10)/0.12
-    assert runs.loc["1_ddg_g2", "reference_timing"] == "this sweep, timed 2 times"
+    assert not runs.index.str.startswith("timing_").any()  # they time the reference; they are no method of the sweep
+    first, second = runs.loc["1_ddg_g2"], runs.loc["2_ddg_g2"]
+    assert first["reference_run"] == "0_backprop_g1" and first["reference_timing"] == "side by side"
+    assert first["speedup"] == pytest.approx(0.12 / 0.06)
+    assert first["speedup_spread"] == pytest.approx(2.0 * 0.04 / 0.12)  # the two timings' difference over their mean
+    assert pd.isna(second["reference_run"])  # seed 1 has no full reference run, yet its speed is measured
+    assert second["speedup"] == pytest.approx(0.13 / 0.05) and second["reference_timing"] == "side by side"
+    assert runs.loc["0_backprop_g1", "speedup"] == 1.0
     page = build_report(sweep).page.read_text()
-    assert "`timing_0_backprop_g1`: timed again at the sweep's end: **ok**, 140 ms/iter" in page
+    assert "- speed-ups side by side: 2 runs" in page
+    assert "3 timing runs (`references/timing_*`), 3 ok, 100.0 to 140.0 ms/iter" in page
+
+
+def test_a_speedup_without_timings_beside_it_is_over_the_references_own_run_and_drawn_as_a_square(tmp_path):
+    sweep = sweep_dir(tmp_path / "sweep")
+    write(sweep / "0_backprop_g1", "backprop", 1, 0.10)
+    write(sweep / "1_ddg_g2", "ddg", 2, 0.05)
+    runs = analyse(sweep).runs.set_index("run")
+    assert runs.loc["1_ddg_g2", "speedup"] == pytest.approx(2.0)
+    assert runs.loc["1_ddg_g2", "reference_timing"] == "this sweep, not side by side"
+    ax = plots.speedup(analyse(sweep).runs).axes[0]
+    assert [list(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "s"] == [[2]]
 
 
 def test_a_reference_from_another_sweep_is_marked_in_the_table_and_figure(tmp_path):
@@ -100,7 +119,7 @@ def test_a_reference_from_another_sweep_is_marked_in_the_table_and_figure(tmp_pa
     ax = plots.speedup(analyse([first, second]).runs).axes[0]
     squares = [line for line in ax.get_lines() if line.get_marker() == "s"]
     assert [list(line.get_xdata()) for line in squares] == [[2]]
-    assert any("another moment" in text.get_text() for text in ax.get_legend().get_texts())
+    assert any("not timed" in text.get_text() for text in ax.get_legend().get_texts())
 
 
 def test_a_speedup_above_the_worker_count_is_flagged_everywhere(tmp_path):

@@ -160,7 +160,8 @@ def test_a_simulated_sweep_gets_its_report_without_a_reference(simulated_only, m
         raise AssertionError("a simulated sweep needs no measured reference")
     monkeypatch.setattr(reference, "run_backprop", must_not_run)
     assert reference.missing_computations(load_runs(simulated_only)) == set()
-    assert reference.ensure_references(simulated_only, ["simulate=true", "algorithm=ddg", "gpus=1,2,4"], 30) == []
+    assert reference.ensure_references(simulated_only, ["simulate=true", "algorithm=ddg", "gpus=1,2,4"]) == []
+    assert reference.time_after_last_point(simulated_only) == []
     assert not (simulated_only / "references").exists()
     report = build_report(simulated_only)
     assert not any("reference" in w for w in report.warnings if "simulated" not in w), report.warnings
