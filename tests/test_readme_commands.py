@@ -168,8 +168,8 @@ NOT_RUN: list[tuple[str, Callable[[str], bool], str]] = [
      "minutes to hours of measurements (make bench, make reproduce, ...), or this test suite itself (make test)"),
     ("long: benchmarks", lambda t: "-m benchmarks." in t, "a benchmark: minutes of measurements side by side"),
     ("long: scaling preset", lambda t: "experiment=scaling" in t,
-     "the scaling preset: 5 algorithms x 7 worker counts, simulated and measured (minutes); the README's simulated "
-     "scaling example runs here, and tests/test_simulate_cli.py and test_report_simulated.py run scaling sweeps"),
+     "the scaling preset: 5 algorithms x 7 worker counts, simulated and measured (5 minutes on 2 vCPUs); the "
+     "README's simulated scaling example runs here, and tests/test_simulate_cli.py runs simulated sweeps"),
     ("long: a paper table", lambda t: "analysis.paper" in t and not re.search(r"--list|\blc_table5\b", t),
      "a paper table that trains: minutes at quick scale (its budget: `python -m analysis.paper --list`); "
      "lc_table5, counted in seconds, runs here"),
