@@ -177,12 +177,7 @@ NOT_RUN: list[tuple[str, Callable[[str], bool], str]] = [
 
 # Documented commands known to be wrong whose doc another session owns (issue 28 item 5): not run
 # until the doc is fixed. An entry no longer found in the docs fails the test: delete it then.
-KNOWN_WRONG: dict[str, str] = {
-    "python run.py algorithm=ouroboros gpus=16 simulate=true":
-        "docs/simulator.md: the default model has 6 blocks, ouroboros at 16 workers needs 17 (refused, exit 2)",
-    "python run.py -m algorithm=ouroboros,local_critic gpus=1,2,4,8,16,32 simulate=true":
-        "docs/simulator.md: on the default model (6 blocks) every point at 8 workers and more is skipped",
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 
 def classify(command: Command) -> tuple[str, str]:
