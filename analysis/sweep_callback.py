@@ -60,8 +60,8 @@ class SweepSummary(Callback):
         """Before each measured point of a multirun, time its backprop reference (analysis/reference.py)."""
         if config.hydra.mode != RunMode.MULTIRUN or config.get("simulate") is not False:
             return
-        if config.algorithm.get("name") == "backprop" and config.get("gpus") == 1:
-            return  # a reference itself
+        if config.algorithm.get("name") == "backprop":
+            return  # a reference itself (on more workers it is refused)
         try:
             spec = settings_from(ReportSpec, OmegaConf.to_container(config.report, resolve=True) or {}, "report")
         except ConfigError:
