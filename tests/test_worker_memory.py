@@ -27,6 +27,7 @@ finally:
 """
 
 
+@pytest.mark.slow  # a 1 GiB launcher and a run: ~25 s
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc: the launcher's size is read there")
 def test_a_small_worker_of_a_large_launcher_records_its_own_peak(tmp_path):
     run_dir = tmp_path / "run"
